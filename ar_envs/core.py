@@ -1,0 +1,340 @@
+"""The Task interface: a distribution over (context, sequence) pairs plus an expert.
+
+Everything is batched numpy. A task never imports torch.
+
+Conventions
+-----------
+* ``contexts``: int array ``(n, context_length)`` (``context_length`` may be 0).
+* ``prefixes`` / ``sequences``: int array ``(n, t)`` of tokens in ``0 .. vocab_size-1``.
+* The expert's next-token distribution is defined after *any* prefix, including prefixes the
+  expert itself would never produce (that is what DAgger queries).
+
+A task may also expose a :class:`FeatureMap`: a finite-state feature map for its canonical
+log-linear learner class. The learner's next-token distribution at step ``h`` then depends only
+on ``(context index, state_h)``, which makes fitting and exact metrics cheap.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+__all__ = [
+    "Task",
+    "FeatureMap",
+    "check_int",
+    "check_float",
+    "check_probability",
+    "as_rng",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# argument validation (every constructor uses these, so errors read the same everywhere)
+# --------------------------------------------------------------------------------------------
+
+
+def check_int(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
+    """Return ``value`` as an int, or raise ``ValueError`` naming ``name`` and the allowed range."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        if isinstance(value, (float, np.floating)) and float(value).is_integer():
+            value = int(value)
+        else:
+            raise ValueError(f"{name} must be an integer{_range_text(low, high)}, got {value!r}")
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"{name} must be an integer{_range_text(low, high)}, got {value}")
+    return value
+
+
+def check_float(
+    name: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """Return ``value`` as a finite float in the given range, or raise ``ValueError``."""
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    lo_ok = low is None or (out > low if low_open else out >= low)
+    hi_ok = high is None or (out < high if high_open else out <= high)
+    if not math.isfinite(out) or not lo_ok or not hi_ok:
+        lb = "" if low is None else ("(" if low_open else "[") + f"{low}"
+        hb = "" if high is None else f"{high}" + (")" if high_open else "]")
+        rng = f" in {lb or '(-inf'}, {hb or 'inf)'}"
+        raise ValueError(f"{name} must be a finite number{rng}, got {value!r}")
+    return out
+
+
+def check_probability(name: str, value: Any, open_low: bool = False, open_high: bool = False) -> float:
+    return check_float(name, value, 0.0, 1.0, low_open=open_low, high_open=open_high)
+
+
+def _range_text(low, high) -> str:
+    if low is not None and high is not None:
+        return f" in [{low}, {high}]"
+    if low is not None:
+        return f" >= {low}"
+    if high is not None:
+        return f" <= {high}"
+    return ""
+
+
+def as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
+    if isinstance(rng, np.random.Generator):
+        return rng
+    return np.random.default_rng(rng)
+
+
+# --------------------------------------------------------------------------------------------
+# finite-state feature maps for log-linear learner classes
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FeatureMap:
+    """A log-linear learner class whose features depend on a finite, Markov state.
+
+    ``pi_theta(a | x, a_<h) ∝ exp(<theta, features[c, s_h, a]> + offset[c, s_h, a])`` where
+    ``c = context_index(x)``, ``s_0 = initial_state`` and ``s_{h+1} = transitions[s_h, a_h]``.
+
+    Because the state is Markov with a fixed transition table, sequence log-probabilities are
+    sums over a table, fitting reduces to visit counts, and sequence-level distances to a policy
+    or expert of the same structure can be computed exactly by dynamic programming for any H.
+
+    Attributes:
+        features: ``(C, S, V, d)`` float array.
+        offset: ``(C, S, V)`` fixed logit offsets (zeros if the class has none).
+        transitions: ``(S, V)`` int array, the next state after emitting a token.
+        initial_state: the state before the first token.
+        context_index: maps contexts ``(n, L)`` to ``(n,)`` indices in ``0..C-1``.
+        norm_bound: ``||theta[bounded_dims]|| <= norm_bound``; ``None`` for an unbounded class.
+        bounded_dims: indices of ``theta`` under the norm bound (all if ``None``).
+        param_names: readable names of the ``d`` parameters.
+        grid_ranges: per-parameter ``(low, high)`` used to build finite grids of the class.
+    """
+
+    features: np.ndarray
+    offset: np.ndarray
+    transitions: np.ndarray
+    initial_state: int
+    context_index: Callable[[np.ndarray], np.ndarray]
+    norm_bound: float | None = None
+    bounded_dims: Sequence[int] | None = None
+    param_names: Sequence[str] | None = None
+    grid_ranges: Sequence[tuple[float, float]] | None = None
+    description: str = ""
+
+    def __post_init__(self):
+        self.features = np.asarray(self.features, dtype=np.float64)
+        if self.features.ndim != 4:
+            raise ValueError(f"features must have shape (C, S, V, d), got {self.features.shape}")
+        C, S, V, d = self.features.shape
+        self.offset = np.asarray(self.offset, dtype=np.float64)
+        if self.offset.shape != (C, S, V):
+            raise ValueError(f"offset must have shape {(C, S, V)} (C, S, V), got {self.offset.shape}")
+        self.transitions = np.asarray(self.transitions, dtype=np.int64)
+        if self.transitions.shape != (S, V):
+            raise ValueError(f"transitions must have shape {(S, V)} (S, V), got {self.transitions.shape}")
+        if self.transitions.min() < 0 or self.transitions.max() >= S:
+            raise ValueError(f"transitions must hold states in [0, {S - 1}]")
+        self.initial_state = check_int("initial_state", self.initial_state, 0, S - 1)
+        if self.norm_bound is not None:
+            self.norm_bound = check_float("norm_bound", self.norm_bound, 0.0, low_open=True)
+        if self.bounded_dims is None:
+            self.bounded_dims = list(range(d))
+        if self.param_names is None:
+            self.param_names = [f"theta{i}" for i in range(d)]
+        if self.grid_ranges is None:
+            self.grid_ranges = [(-8.0, 8.0)] * d
+        if len(self.grid_ranges) != d or len(self.param_names) != d:
+            raise ValueError("grid_ranges and param_names need one entry per parameter")
+
+    @property
+    def dim(self) -> int:
+        return self.features.shape[3]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.features.shape[:3]
+
+    def logits(self, theta: np.ndarray) -> np.ndarray:
+        """``(C, S, V)`` logits for parameter ``theta`` (d,)."""
+        return self.features @ np.asarray(theta, dtype=np.float64) + self.offset
+
+    def log_probs(self, theta: np.ndarray) -> np.ndarray:
+        z = self.logits(theta)
+        return z - _logsumexp(z, axis=-1, keepdims=True)
+
+    def states(self, contexts: np.ndarray, sequences: np.ndarray) -> np.ndarray:
+        """The state before each token, ``(n, T)``."""
+        sequences = np.asarray(sequences, dtype=np.int64)
+        n, T = sequences.shape
+        out = np.empty((n, T), dtype=np.int64)
+        s = np.full(n, self.initial_state, dtype=np.int64)
+        for h in range(T):
+            out[:, h] = s
+            s = self.transitions[s, sequences[:, h]]
+        return out
+
+    def next_state(self, contexts: np.ndarray, prefixes: np.ndarray) -> np.ndarray:
+        """The state after ``prefixes`` ``(n, t)``: the state in which the next token is drawn."""
+        prefixes = np.asarray(prefixes, dtype=np.int64)
+        s = np.full(prefixes.shape[0], self.initial_state, dtype=np.int64)
+        for h in range(prefixes.shape[1]):
+            s = self.transitions[s, prefixes[:, h]]
+        return s
+
+    def index(self, contexts: np.ndarray, sequences: np.ndarray):
+        """``(context index (n,), states (n, T), tokens (n, T))``."""
+        c_idx = np.asarray(self.context_index(np.asarray(contexts)), dtype=np.int64)
+        return c_idx, self.states(contexts, sequences), np.asarray(sequences, dtype=np.int64)
+
+    def counts(self, contexts: np.ndarray, sequences: np.ndarray) -> np.ndarray:
+        """Per-sequence visit counts ``(n, C*S*V)`` of (context, state, token)."""
+        c_idx, s_idx, a_idx = self.index(contexts, sequences)
+        n, T = a_idx.shape
+        C, S, V = self.shape
+        flat = (c_idx[:, None] * S + s_idx) * V + a_idx
+        out = np.zeros((n, C * S * V), dtype=np.float64)
+        np.add.at(out, (np.repeat(np.arange(n), T), flat.ravel()), 1.0)
+        return out
+
+
+def _logsumexp(z: np.ndarray, axis: int = -1, keepdims: bool = False) -> np.ndarray:
+    m = np.max(z, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    out = np.log(np.sum(np.exp(z - m), axis=axis, keepdims=True)) + m
+    return out if keepdims else np.squeeze(out, axis=axis)
+
+
+# --------------------------------------------------------------------------------------------
+# the Task base class
+# --------------------------------------------------------------------------------------------
+
+
+class Task:
+    """Base class of all tasks. Subclasses set the attributes and implement ``expert_probs``.
+
+    Required attributes: ``name`` (the CLI name), ``env_id`` (registered id, without namespace),
+    ``vocab_size`` V >= 2, ``horizon`` H >= 1, ``context_length`` L >= 0,
+    ``context_vocab_size`` (number of distinct context token values; >= 1).
+
+    Optional exact hooks (return ``None`` when they do not apply):
+
+    * ``enumerate_contexts() -> (contexts (C, L), probs (C,))``: the finite context support.
+    * ``exact_metrics(state_probs)`` for policies whose next-token distribution depends only on
+      the task's :meth:`feature_map` state: closed forms.
+    """
+
+    name: str = "task"
+    env_id: str = "Task-v0"
+    vocab_size: int = 2
+    horizon: int = 1
+    context_length: int = 0
+    context_vocab_size: int = 1
+    deterministic_expert: bool = False
+
+    # ------------------------------------------------------------------ required
+    def sample_contexts(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        if self.context_length == 0:
+            return np.zeros((n, 0), dtype=np.int64)
+        raise NotImplementedError
+
+    def expert_probs(self, contexts: np.ndarray, prefixes: np.ndarray) -> np.ndarray:
+        """The expert's next-token distribution ``(n, V)`` after equal-length ``prefixes``."""
+        raise NotImplementedError
+
+    def reward(self, contexts: np.ndarray, sequences: np.ndarray) -> np.ndarray:
+        """Sequence-level reward in [0, 1], ``(n,)``."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ generic, overridable
+    def task_args(self) -> dict:
+        """The constructor arguments that reproduce this task (JSON-serialisable)."""
+        return {}
+
+    def token_names(self) -> list[str]:
+        return [str(i) for i in range(self.vocab_size)]
+
+    def context_token_names(self) -> list[str]:
+        return [str(i) for i in range(self.context_vocab_size)]
+
+    def sample_expert(self, n: int, rng: np.random.Generator | int | None = None):
+        """``(contexts (n, L), sequences (n, H))`` sampled from the expert."""
+        rng = as_rng(rng)
+        n = check_int("n", n, 0)
+        contexts = self.sample_contexts(n, rng)
+        seq = np.zeros((n, self.horizon), dtype=np.int64)
+        for h in range(self.horizon):
+            p = self.expert_probs(contexts, seq[:, :h])
+            seq[:, h] = sample_categorical(p, rng)
+        return contexts, seq
+
+    def expert_step_probs(self, contexts: np.ndarray, sequences: np.ndarray) -> np.ndarray:
+        """Teacher-forced expert distributions at every position, ``(n, T, V)``."""
+        sequences = np.asarray(sequences)
+        out = np.empty(sequences.shape + (self.vocab_size,), dtype=np.float64)
+        for h in range(sequences.shape[1]):
+            out[:, h] = self.expert_probs(contexts, sequences[:, :h])
+        return out
+
+    def expert_log_prob(self, contexts: np.ndarray, sequences: np.ndarray) -> np.ndarray:
+        """Exact sequence log-probability under the expert (``-inf`` off its support)."""
+        sequences = np.asarray(sequences, dtype=np.int64)
+        p = self.expert_step_probs(contexts, sequences)
+        pa = np.take_along_axis(p, sequences[..., None], axis=-1)[..., 0]
+        with np.errstate(divide="ignore"):
+            return np.log(pa).sum(axis=1)
+
+    def feature_map(self) -> FeatureMap | None:
+        """The canonical log-linear learner class, if the task has one."""
+        return None
+
+    def enumerate_contexts(self):
+        if self.context_length == 0:
+            return np.zeros((1, 0), dtype=np.int64), np.ones(1)
+        return None
+
+    def exact_metrics(self, state_probs: np.ndarray) -> dict | None:
+        return None
+
+    def best_in_class(self):
+        """Closed-form / task-specific best in class, or ``None`` to use the generic optimiser."""
+        return None
+
+    # ------------------------------------------------------------------ helpers
+    def check_actions(self, actions: np.ndarray) -> None:
+        actions = np.asarray(actions)
+        if actions.size and (actions.min() < 0 or actions.max() >= self.vocab_size):
+            raise ValueError(f"actions must be tokens in [0, {self.vocab_size - 1}], got {actions}")
+
+    def describe(self) -> str:
+        args = ", ".join(f"{k}={v}" for k, v in self.task_args().items())
+        return f"{type(self).__name__}({args})"
+
+    def render_tokens(self, context: np.ndarray, tokens: np.ndarray) -> str:
+        names = self.token_names()
+        cnames = self.context_token_names()
+        ctx = " ".join(cnames[int(t)] for t in context)
+        gen = " ".join(names[int(t)] for t in tokens)
+        return (f"[{ctx}] " if len(context) else "") + gen
+
+    def __repr__(self) -> str:
+        return self.describe()
+
+
+def sample_categorical(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One sample per row of ``probs`` ``(n, V)`` by inverse CDF (vectorised)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    cdf = np.cumsum(probs, axis=1)
+    u = rng.random(probs.shape[0])[:, None] * cdf[:, -1:]
+    out = (u >= cdf).sum(axis=1)
+    return np.minimum(out, probs.shape[1] - 1).astype(np.int64)

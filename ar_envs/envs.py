@@ -1,0 +1,17 @@
+"""Environment classes for the registered ids (string entry points ``ar_envs.envs:<Name>Env``)."""
+
+from .env import make_env_classes
+from .tasks import LinearAR, MixtureTeacher, TwoBranch, TwoBranchLinear
+
+TwoBranchEnv, TwoBranchVectorEnv = make_env_classes(TwoBranch)
+TwoBranchLinearEnv, TwoBranchLinearVectorEnv = make_env_classes(TwoBranchLinear)
+MixtureTeacherEnv, MixtureTeacherVectorEnv = make_env_classes(MixtureTeacher)
+LinearAREnv, LinearARVectorEnv = make_env_classes(LinearAR)
+
+# env id (without the "ar_envs/" namespace) -> class name prefix in this module
+ENV_IDS = {
+    "TwoBranch-v0": "TwoBranch",
+    "TwoBranchLinear-v0": "TwoBranchLinear",
+    "MixtureTeacher-v0": "MixtureTeacher",
+    "LinearAR-v0": "LinearAR",
+}

@@ -1,0 +1,58 @@
+"""The expert as a policy object with Stable-Baselines3's ``predict`` signature."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .core import Task, sample_categorical
+
+
+class ExpertPolicy:
+    """Query a task's expert from raw environment observations.
+
+    ``predict(observation, state=None, episode_start=None, deterministic=False)`` returns
+    ``(actions, None)`` like an SB3 policy. ``observation`` is one observation ``(L + H,)`` or a
+    batch ``(n, L + H)`` as produced by :class:`~ar_envs.env.SequenceEnv`; the prefix is read off
+    the observation (the tokens before the first padding id). ``deterministic=True`` takes the
+    expert's most likely token, otherwise a draw from its distribution (seeded by ``seed``).
+    For code that needs an actual SB3 ``BasePolicy`` use ``agents.sb3.ExpertSB3Policy``.
+    """
+
+    def __init__(self, task: Task, seed: int | None = None):
+        if not isinstance(task, Task):
+            raise ValueError(f"task must be an ar_envs Task, got {type(task).__name__}")
+        self.task = task
+        self.rng = np.random.default_rng(seed)
+
+    def split(self, observation):
+        obs = np.asarray(observation)
+        L, H = self.task.context_length, self.task.horizon
+        if obs.shape[-1] != L + H or obs.ndim not in (1, 2):
+            raise ValueError(f"observation must have shape ({L + H},) or (n, {L + H}), got {obs.shape}")
+        obs2 = obs.reshape(-1, L + H).astype(np.int64)
+        gen = obs2[:, L:]
+        lengths = (gen != self.task.vocab_size).sum(axis=1)
+        return obs2[:, :L], gen, lengths, obs.ndim == 1
+
+    def action_probs(self, observation) -> np.ndarray:
+        """The expert's next-token distribution for each observation, ``(n, V)``."""
+        ctx, gen, lengths, _ = self.split(observation)
+        probs = np.zeros((len(ctx), self.task.vocab_size))
+        if np.any(lengths >= self.task.horizon):
+            raise ValueError("observation holds a complete sequence: there is no next token to predict")
+        for t in np.unique(lengths):
+            rows = lengths == t
+            probs[rows] = self.task.expert_probs(ctx[rows], gen[rows, :t])
+        return probs
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = False):
+        probs = self.action_probs(observation)
+        if deterministic:
+            actions = probs.argmax(axis=1)
+        else:
+            actions = sample_categorical(probs, self.rng)
+        single = np.asarray(observation).ndim == 1
+        return (actions[0] if single else actions), state
+
+    def __call__(self, observation):
+        return self.predict(observation, deterministic=True)[0]

@@ -1,0 +1,179 @@
+"""Autoregressive log-linear target with a misspecification knob."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..core import FeatureMap, Task, as_rng, check_float, check_int, sample_categorical
+
+
+class LinearAR(Task):
+    """Autoregressive linear target: ``pi*(a | x, a_<h) ∝ exp(<theta*, phi> + misspec <w*, psi>)``.
+
+    ## Description
+    A context ``x`` is drawn uniformly from ``num_contexts`` values. Tokens come from an order-1
+    autoregressive log-linear model: the features of the next token ``a`` depend on the context,
+    the previous token (or a start marker) and ``a``. The features ``phi`` (``feature_dim``
+    dimensions) and ``psi`` (``feature_dim`` hidden dimensions) are fixed Gaussian tables drawn
+    from ``seed``, as are ``theta*`` and ``w*`` (``N(0, scale^2 / feature_dim)`` entries).
+
+    ## Action Space
+    ``Discrete(vocab_size)``.
+
+    ## Observation Space
+    ``MultiDiscrete([num_contexts] + [vocab_size + 1] * H)``: the context, then the tokens so far
+    padded with ``vocab_size``.
+
+    ## Rewards
+    At the last step, the fraction of tokens that agree with the expert's most likely next token
+    after the prefix before them (in [0, 1]).
+
+    ## Expert
+    The log-linear target itself, defined after any prefix (it depends on the last token only).
+
+    ## Misspecification
+    The learner class is log-linear over ``phi`` only (optionally with ``||theta|| <= norm_bound``);
+    ``misspec`` scales the hidden part ``psi``: ``misspec = 0`` is realisable, larger values move
+    the target away from the class (``eps_apx`` grows with it).
+
+    ## Exact metrics
+    Expert and learner are Markov in (context, previous token), so squared Hellinger, KL and the
+    regret are computed exactly by dynamic programming for any horizon; TV by enumeration of the
+    ``num_contexts * vocab_size^H`` sequences while that is at most 2^20, by Monte Carlo with a
+    95% confidence interval otherwise.
+
+    ## Arguments
+    * ``horizon`` (H >= 1), ``vocab_size`` (V >= 2), ``num_contexts`` (>= 1),
+      ``feature_dim`` (>= 1), ``misspec`` (>= 0), ``scale`` (> 0), ``norm_bound`` (> 0 or None),
+      ``seed`` (the instance).
+
+    ## Version History
+    * v0: initial release.
+    """
+
+    name = "linear-ar"
+    env_id = "LinearAR-v0"
+    context_length = 1
+
+    def __init__(
+        self,
+        horizon: int = 10,
+        vocab_size: int = 2,
+        num_contexts: int = 4,
+        feature_dim: int = 3,
+        misspec: float = 1.0,
+        scale: float = 2.0,
+        norm_bound: float | None = None,
+        seed: int = 0,
+    ):
+        self.horizon = check_int("horizon", horizon, 1)
+        self.vocab_size = check_int("vocab_size", vocab_size, 2)
+        self.num_contexts = check_int("num_contexts", num_contexts, 1)
+        self.context_vocab_size = self.num_contexts
+        self.feature_dim = check_int("feature_dim", feature_dim, 1)
+        self.misspec = check_float("misspec", misspec, 0.0)
+        self.scale = check_float("scale", scale, 0.0, low_open=True)
+        self.norm_bound = None if norm_bound is None else check_float("norm_bound", norm_bound, 0.0, low_open=True)
+        self.seed = check_int("seed", seed, 0)
+        rng = np.random.default_rng(self.seed)
+        C, S, V, d = self.num_contexts, self.vocab_size + 1, self.vocab_size, self.feature_dim
+        self.phi = rng.standard_normal((C, S, V, d))
+        self.psi = rng.standard_normal((C, S, V, d))
+        self.theta_star = rng.standard_normal(d) * self.scale / math.sqrt(d)
+        self.w_star = rng.standard_normal(d) * self.scale / math.sqrt(d)
+        logits = self.phi @ self.theta_star + self.misspec * (self.psi @ self.w_star)
+        logits -= logits.max(axis=-1, keepdims=True)
+        p = np.exp(logits)
+        self._table = p / p.sum(axis=-1, keepdims=True)  # (C, S, V), S = V + 1 (start state V)
+        self._greedy = self._table.argmax(axis=-1)
+        self._fm = None
+
+    def task_args(self) -> dict:
+        return {
+            "horizon": self.horizon,
+            "vocab_size": self.vocab_size,
+            "num_contexts": self.num_contexts,
+            "feature_dim": self.feature_dim,
+            "misspec": self.misspec,
+            "scale": self.scale,
+            "norm_bound": self.norm_bound,
+            "seed": self.seed,
+        }
+
+    def context_token_names(self):
+        return [f"x{i}" for i in range(self.num_contexts)]
+
+    # ------------------------------------------------------------------ expert
+    def sample_contexts(self, n, rng):
+        return as_rng(rng).integers(0, self.num_contexts, size=(n, 1))
+
+    def _state(self, prefixes):
+        prefixes = np.asarray(prefixes)
+        if prefixes.shape[1] == 0:
+            return np.full(prefixes.shape[0], self.vocab_size, dtype=np.int64)
+        return prefixes[:, -1].astype(np.int64)
+
+    def expert_probs(self, contexts, prefixes):
+        return self._table[np.asarray(contexts)[:, 0], self._state(prefixes)]
+
+    def sample_expert(self, n, rng=None):
+        rng = as_rng(rng)
+        n = check_int("n", n, 0)
+        ctx = self.sample_contexts(n, rng)
+        seq = np.zeros((n, self.horizon), dtype=np.int64)
+        s = np.full(n, self.vocab_size)
+        for h in range(self.horizon):
+            seq[:, h] = sample_categorical(self._table[ctx[:, 0], s], rng)
+            s = seq[:, h]
+        return ctx, seq
+
+    def expert_step_probs(self, contexts, sequences):
+        seq = np.asarray(sequences, dtype=np.int64)
+        states = np.concatenate([np.full((len(seq), 1), self.vocab_size), seq[:, :-1]], axis=1)
+        return self._table[np.asarray(contexts)[:, :1], states]
+
+    def reward(self, contexts, sequences):
+        seq = np.asarray(sequences, dtype=np.int64)
+        states = np.concatenate([np.full((len(seq), 1), self.vocab_size), seq[:, :-1]], axis=1)
+        greedy = self._greedy[np.asarray(contexts)[:, :1], states]
+        return (greedy == seq).mean(axis=1)
+
+    def enumerate_contexts(self):
+        return np.arange(self.num_contexts)[:, None], np.full(self.num_contexts, 1.0 / self.num_contexts)
+
+    # ------------------------------------------------------------------ learner class
+    def feature_map(self) -> FeatureMap:
+        if self._fm is None:
+            V = self.vocab_size
+            trans = np.tile(np.arange(V), (V + 1, 1))  # next state = the token just emitted
+            self._fm = FeatureMap(
+                features=self.phi,
+                offset=np.zeros(self.phi.shape[:3]),
+                transitions=trans,
+                initial_state=V,
+                context_index=lambda ctx: np.asarray(ctx)[:, 0],
+                norm_bound=self.norm_bound,
+                param_names=[f"theta{i}" for i in range(self.feature_dim)],
+                grid_ranges=[(-2.0 * self.scale, 2.0 * self.scale)] * self.feature_dim,
+                description="log-linear over the visible features phi(x, previous token, a)",
+            )
+        return self._fm
+
+    def expert_state_probs(self) -> np.ndarray:
+        return self._table
+
+    def exact_metrics(self, state_probs):
+        from ..metrics import markov_metrics, markov_state_reward
+
+        fm = self.feature_map()
+        ctx_p = np.full(self.num_contexts, 1.0 / self.num_contexts)
+        out = markov_metrics(fm, self._table, state_probs, ctx_p, self.horizon)
+        # reward: mean over positions of 1[a_h = greedy(x, s_h)]
+        onehot = np.zeros_like(self._table)
+        np.put_along_axis(onehot, self._greedy[..., None], 1.0, axis=-1)
+        j_star = markov_state_reward(fm, self._table, onehot, ctx_p, self.horizon)
+        j_pol = markov_state_reward(fm, state_probs, onehot, ctx_p, self.horizon)
+        out["regret"] = j_star - j_pol
+        return out
