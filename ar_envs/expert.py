@@ -54,5 +54,20 @@ class ExpertPolicy:
         single = np.asarray(observation).ndim == 1
         return (actions[0] if single else actions), state
 
+    # the policy protocol of ar_envs.metrics / ar_envs.diagnostics (contexts and prefixes directly)
+    def next_token_probs(self, contexts, prefixes) -> np.ndarray:
+        return self.task.expert_probs(np.asarray(contexts), np.asarray(prefixes))
+
+    def sequence_log_prob(self, contexts, sequences) -> np.ndarray:
+        return self.task.expert_log_prob(np.asarray(contexts), np.asarray(sequences))
+
+    def sample(self, contexts, rng=None) -> np.ndarray:
+        contexts = np.asarray(contexts)
+        rng = self.rng if rng is None else rng
+        seq = np.zeros((len(contexts), self.task.horizon), dtype=np.int64)
+        for h in range(self.task.horizon):
+            seq[:, h] = sample_categorical(self.task.expert_probs(contexts, seq[:, :h]), rng)
+        return seq
+
     def __call__(self, observation):
         return self.predict(observation, deterministic=True)[0]
