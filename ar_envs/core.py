@@ -294,6 +294,11 @@ class Task:
         with np.errstate(divide="ignore"):
             return np.log(pa).sum(axis=1)
 
+    def extra_metrics(self, contexts: np.ndarray, generated: np.ndarray) -> dict[str, float]:
+        """Task-specific diagnostics of generated sequences ``(n, H)`` (e.g. path-star's
+        first-decision accuracy, multiplication's per-digit accuracy): name -> mean value."""
+        return {}
+
     def feature_map(self) -> FeatureMap | None:
         """The canonical log-linear learner class, if the task has one."""
         return None
