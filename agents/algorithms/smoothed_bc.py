@@ -1,0 +1,45 @@
+"""Smoothed BC: log loss of the policy mixed with the uniform distribution at every step."""
+
+from __future__ import annotations
+
+import torch
+
+from ..loglinear_fit import minimise, visit_counts
+from ..policies.loglinear import LogLinearPolicy
+from .base import Algorithm
+from .bc import BC
+
+
+class SmoothedBC(Algorithm):
+    """Maximise ``sum log((1 - gamma) pi_theta(a | .) + gamma / V)`` over the demonstrations.
+
+    The standard robustification of log loss (Rohatgi et al. 2025): a member with zero
+    probability on an observed token no longer has log-likelihood ``-inf``. ``gamma`` defaults to
+    ``1 / (n H)``. The returned policy is ``pi_theta`` itself (a member of the class).
+    """
+
+    name = "smoothed-bc"
+
+    def __init__(self, gamma: float | None = None, max_iter: int = 500):
+        super().__init__()
+        if gamma is not None and not 0.0 <= gamma < 1.0:
+            raise ValueError(f"gamma must be in [0, 1), got {gamma!r}")
+        self.gamma = gamma
+        self.max_iter = max_iter
+
+    def fit(self, task, demos, seed: int = 0):
+        fm = task.feature_map()
+        if fm is None:
+            raise ValueError(f"{self.name} needs a task with a log-linear learner class; {task.name!r} has none")
+        n, V = len(demos), task.vocab_size
+        gamma = self.gamma if self.gamma is not None else 1.0 / (n * task.horizon)
+        counts = torch.as_tensor(visit_counts(fm, demos.contexts, demos.sequences))
+
+        def loss(log_table):
+            mixed = torch.logaddexp(log_table + torch.log1p(torch.tensor(-gamma)), torch.log(torch.tensor(gamma / V)))
+            return -(counts * mixed).sum() / n
+
+        start = BC(self.max_iter).fit(task, demos, seed).theta  # warm start at the MLE
+        theta, value = minimise(fm, loss, theta0=start, max_iter=self.max_iter)
+        self.log = {"loss": value, "gamma": gamma, "theta": theta.tolist()}
+        return LogLinearPolicy(task, theta, fm)

@@ -1,0 +1,135 @@
+"""Shared machinery for fitting the log-linear class: sufficient statistics and one optimiser.
+
+Every objective of the log-linear algorithms is a function of the class's ``(C, S, V)``
+log-probability table, so the algorithms only differ in the few lines that turn the table into
+a loss (see ``agents/algorithms/*.py``). Parameters under a norm bound are optimised through the
+smooth map ``u -> B tanh(||u||) u / ||u||`` onto the open ball, so L-BFGS runs unconstrained.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ar_envs.core import FeatureMap
+
+
+
+def visit_counts(fm: FeatureMap, contexts, sequences) -> np.ndarray:
+    """Total visit counts ``(C, S, V)`` of (context index, state, token) over the demonstrations."""
+    c, s, a = fm.index(contexts, sequences)
+    C, S, V = fm.shape
+    flat = ((c[:, None] * S + s) * V + a).ravel()
+    return np.bincount(flat, minlength=C * S * V).astype(np.float64).reshape(C, S, V)
+
+
+def per_sequence_counts(fm: FeatureMap, contexts, sequences) -> np.ndarray:
+    """Visit counts per sequence ``(n, C*S*V)``: sequence log-likelihoods are ``counts @ log_table``."""
+    c, s, a = fm.index(contexts, sequences)
+    n, T = a.shape
+    C, S, V = fm.shape
+    flat = (np.arange(n)[:, None] * (C * S * V) + (c[:, None] * S + s) * V + a).ravel()
+    return np.bincount(flat, minlength=n * C * S * V).astype(np.float64).reshape(n, C * S * V)
+
+
+def state_sqrt_expert(fm: FeatureMap, contexts, sequences, expert_step_probs) -> np.ndarray:
+    """``R[c, s, a] = sum over visits of (c, s) of sqrt(pi*(a | prefix))``, ``(C, S, V)``."""
+    c, s, _ = fm.index(contexts, sequences)
+    C, S, V = fm.shape
+    idx = (c[:, None] * S + s).ravel()
+    root = np.sqrt(np.asarray(expert_step_probs, dtype=np.float64)).reshape(-1, V)
+    out = np.zeros((C * S, V))
+    np.add.at(out, idx, root)
+    return out.reshape(C, S, V)
+
+
+class ThetaMap:
+    """Unconstrained ``u`` -> class parameter ``theta`` (norm ball on the bounded dims)."""
+
+    def __init__(self, fm: FeatureMap):
+        self.fm = fm
+        self.bound = fm.norm_bound
+        self.mask = torch.zeros(fm.dim, dtype=torch.bool)
+        self.mask[list(fm.bounded_dims)] = True
+
+    def theta(self, u: torch.Tensor) -> torch.Tensor:
+        if self.bound is None:
+            return u
+        ub = u[self.mask]
+        r = torch.sqrt((ub * ub).sum() + 1e-30)
+        scaled = ub * (self.bound * torch.tanh(r) / r)
+        out = u.clone()
+        out[self.mask] = scaled
+        return out
+
+    def inverse(self, theta: np.ndarray) -> np.ndarray:
+        """A ``u`` with ``theta(u) ≈ theta`` (points on or outside the ball are pulled inside)."""
+        u = np.array(theta, dtype=np.float64)
+        if self.bound is None:
+            return u
+        idx = list(self.fm.bounded_dims)
+        tb = u[idx]
+        r = float(np.linalg.norm(tb))
+        if r == 0.0:
+            return u
+        rr = min(r / self.bound, 1.0 - 1e-9)
+        u[idx] = tb / r * np.arctanh(rr)
+        return u
+
+
+def log_table_torch(fm: FeatureMap, theta: torch.Tensor) -> torch.Tensor:
+    feats = torch.as_tensor(fm.features)
+    logits = feats @ theta + torch.as_tensor(fm.offset)
+    return torch.log_softmax(logits, dim=-1)
+
+
+def minimise(
+    fm: FeatureMap,
+    loss_of_log_table: Callable[[torch.Tensor], torch.Tensor],
+    theta0: np.ndarray | None = None,
+    max_iter: int = 500,
+) -> tuple[np.ndarray, float]:
+    """Minimise ``loss(log_table(theta))`` over the class with L-BFGS; returns ``(theta, loss)``."""
+    tm = ThetaMap(fm)
+    start = np.zeros(fm.dim) if theta0 is None else tm.inverse(theta0)
+    u = torch.tensor(start, requires_grad=True)
+    opt = torch.optim.LBFGS(
+        [u], lr=1.0, max_iter=max_iter, tolerance_grad=1e-10, tolerance_change=1e-13,
+        history_size=20, line_search_fn="strong_wolfe",
+    )
+
+    def closure():
+        opt.zero_grad()
+        loss = loss_of_log_table(log_table_torch(fm, tm.theta(u)))
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        theta = tm.theta(u)
+        loss = float(loss_of_log_table(log_table_torch(fm, theta)))
+    theta = theta.detach().numpy().copy()
+    if not np.all(np.isfinite(theta)) or not np.isfinite(loss):
+        raise FloatingPointError(f"the optimiser diverged (theta={theta}, loss={loss})")
+    return theta, loss
+
+
+def parameter_grid(fm: FeatureMap, max_candidates: int = 512, rng=None) -> np.ndarray:
+    """A finite grid of the class: a lattice over ``fm.grid_ranges`` (random points for d > 3),
+    keeping only points inside the norm ball. ``(K, d)``."""
+    d = fm.dim
+    if d <= 3:
+        per = max(2, int(np.floor(max_candidates ** (1.0 / d) + 1e-9)))
+        axes = [np.linspace(lo, hi, per) for lo, hi in fm.grid_ranges]
+        grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, d)
+    else:
+        rng = np.random.default_rng(0 if rng is None else rng)
+        lo = np.array([r[0] for r in fm.grid_ranges])
+        hi = np.array([r[1] for r in fm.grid_ranges])
+        grid = lo + (hi - lo) * rng.random((max_candidates, d))
+    if fm.norm_bound is not None:
+        idx = list(fm.bounded_dims)
+        grid = grid[np.linalg.norm(grid[:, idx], axis=1) <= fm.norm_bound + 1e-12]
+    return grid

@@ -1,0 +1,218 @@
+"""Tables and plots from a sweep's results file.
+
+For every (task, task arguments other than the horizon) group: a table of the approximation
+factor C(H) and of D_H^2(H) per algorithm (mean over seeds with a 95% t-interval over seeds,
+or the Monte-Carlo interval when there is one seed), the fitted growth exponent ``b`` of
+``C(H) ~ H^b`` (least squares on log-log, 95% interval), and two log-log PNG plots.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections import defaultdict
+
+import numpy as np
+
+from .sweep import ResultsFile
+
+# two-sided 95% Student-t quantiles by degrees of freedom (beyond 30: the normal 1.96)
+_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
+        10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 25: 2.060, 30: 2.042}
+
+
+def t95(df: int) -> float:
+    if df <= 0:
+        return math.inf
+    keys = sorted(k for k in _T95 if k <= df)
+    return _T95[keys[-1]] if df <= 30 else 1.96
+
+
+def _group_key(rec):
+    args = {k: v for k, v in rec["task_args"].items() if k != "horizon"}
+    return rec["task"], tuple(sorted((k, str(v)) for k, v in args.items()))
+
+
+def summarise(records: list[dict]) -> dict:
+    """``{(task, args): {algorithm: {horizon: stats}}}`` with mean / lo / hi / exact per metric."""
+    out: dict = defaultdict(lambda: defaultdict(dict))
+    cells = defaultdict(list)
+    for r in records:
+        cells[(_group_key(r), r["algorithm"], r["horizon"])].append(r)
+    for (g, alg, h), recs in cells.items():
+        stats = {"seeds": len(recs), "exact": all(r["exact"] for r in recs),
+                 "best": recs[0]["best_in_class_hellinger2"], "best_method": recs[0]["best_in_class_method"]}
+        for metric, ci_key in (("approx_factor", "approx_factor_ci95"), ("hellinger2", None), ("tv", None), ("regret", None)):
+            vals = np.array([r[metric] for r in recs if r.get(metric) is not None], dtype=np.float64)
+            if len(vals) == 0:
+                stats[metric] = None
+                continue
+            mean = float(vals.mean())
+            if len(vals) > 1:
+                half = t95(len(vals) - 1) * float(vals.std(ddof=1)) / math.sqrt(len(vals))
+                lo, hi = mean - half, mean + half
+            else:
+                ci = recs[0].get(ci_key) if ci_key else recs[0].get("ci95", {}).get(metric)
+                lo, hi = (ci if ci else (mean, mean))
+            stats[metric] = {"mean": mean, "lo": lo, "hi": hi}
+        out[g][alg][h] = stats
+    return out
+
+
+def growth_exponent(horizons, values):
+    """Slope ``b`` of ``log C = a + b log H`` with a 95% interval (needs >= 3 positive points)."""
+    h = np.asarray(horizons, dtype=np.float64)
+    v = np.asarray(values, dtype=np.float64)
+    ok = (h > 0) & (v > 0) & np.isfinite(v)
+    x, y = np.log(h[ok]), np.log(v[ok])
+    if len(x) < 3 or np.ptp(x) == 0:
+        return None
+    X = np.stack([np.ones_like(x), x], axis=1)
+    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+    resid = y - X @ coef
+    s2 = float(resid @ resid) / (len(x) - 2)
+    se = math.sqrt(s2 / float(((x - x.mean()) ** 2).sum()))
+    half = t95(len(x) - 2) * se
+    return float(coef[1]), float(coef[1] - half), float(coef[1] + half)
+
+
+def format_tables(summary: dict) -> str:
+    lines = []
+    for (task, args), algs in summary.items():
+        arg_txt = ", ".join(f"{k}={v}" for k, v in args)
+        names = list(algs)
+        horizons = sorted({h for a in algs.values() for h in a})
+        any_h = next(iter(algs.values()))
+        first = any_h[min(any_h)]
+        lines.append(f"task {task} ({arg_txt}); best in class by {first['best_method']}; "
+                     f"mean over seeds [95% interval]; ~ marks Monte-Carlo numbers")
+        for metric, title in (("approx_factor", "approximation factor C(H) = D_H^2(learner) / D_H^2(best in class)"),
+                              ("hellinger2", "squared Hellinger distance D_H^2 to the expert")):
+            lines.append("")
+            lines.append(title)
+            width = 22
+            header = f"{'H':>6} | " + " | ".join(f"{n:^{width}}" for n in names)
+            if metric == "hellinger2":
+                header += f" | {'best in class':^13}"
+            lines.append(header)
+            lines.append("-" * len(header))
+            for h in horizons:
+                row = f"{h:>6} | "
+                cells = []
+                for n in names:
+                    st = algs[n].get(h)
+                    v = st.get(metric) if st else None
+                    if v is None:
+                        cells.append(f"{'n/a':^{width}}")
+                        continue
+                    mark = "" if st["exact"] else "~"
+                    txt = f"{mark}{_fmt(v['mean'])} [{_fmt(v['lo'])}, {_fmt(v['hi'])}]"
+                    cells.append(f"{txt:^{width}}")
+                row += " | ".join(cells)
+                if metric == "hellinger2":
+                    st = next((algs[n][h] for n in names if h in algs[n]), None)
+                    row += f" | {_fmt(st['best']) if st else 'n/a':^13}"
+                lines.append(row)
+        lines.append("")
+        lines.append("growth exponent b of C(H) ~ H^b (least squares on log-log over the horizons):")
+        for n in names:
+            hs = sorted(algs[n])
+            vals = [algs[n][h]["approx_factor"]["mean"] if algs[n][h].get("approx_factor") else np.nan for h in hs]
+            fit = growth_exponent(hs, vals)
+            txt = "n/a (needs 3 horizons)" if fit is None else f"b = {fit[0]:.2f} [{fit[1]:.2f}, {fit[2]:.2f}]"
+            lines.append(f"  {n:<24} {txt}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _fmt(x: float) -> str:
+    if x is None or not math.isfinite(x):
+        return "n/a"
+    if x == 0:
+        return "0"
+    if abs(x) >= 100:
+        return f"{x:.0f}"
+    if abs(x) >= 1:
+        return f"{x:.2f}"
+    return f"{x:.2g}" if abs(x) < 0.01 else f"{x:.3f}"
+
+
+def _save_fig(fig, path: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".plot-", suffix=".png", dir=directory)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", metadata={"Software": None})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def plot(summary: dict, out_dir: str) -> list[str]:
+    """Two log-log plots per task group: C(H) and D_H^2(H), a line per algorithm, 95% bands."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for gi, ((task, args), algs) in enumerate(summary.items()):
+        suffix = "" if len(summary) == 1 else f"-{gi}"
+        for metric, ylabel, fname in (
+            ("approx_factor", "approximation factor C(H)", f"{task}{suffix}-approx_factor.png"),
+            ("hellinger2", r"squared Hellinger $D_H^2$ to the expert", f"{task}{suffix}-hellinger2.png"),
+        ):
+            fig, ax = plt.subplots(figsize=(6.4, 4.4))
+            best_h, best_v = [], []
+            styles = ["-", "--", "-.", ":"]
+            for k, (n, by_h) in enumerate(algs.items()):
+                hs = sorted(h for h in by_h if by_h[h].get(metric))
+                if not hs:
+                    continue
+                mean = np.array([by_h[h][metric]["mean"] for h in hs])
+                lo = np.array([by_h[h][metric]["lo"] for h in hs])
+                hi = np.array([by_h[h][metric]["hi"] for h in hs])
+                (line,) = ax.plot(hs, mean, styles[k % len(styles)], marker="o", ms=3, label=n)
+                if np.any(hi > lo):
+                    ax.fill_between(hs, np.maximum(lo, mean * 1e-3), hi, color=line.get_color(), alpha=0.2, lw=0)
+                if metric == "hellinger2" and not best_h:
+                    best_h = hs
+                    best_v = [by_h[h]["best"] for h in hs]
+            if metric == "hellinger2" and best_h:
+                ax.plot(best_h, best_v, "k--", lw=1, label="best in class")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("horizon H")
+            ax.set_ylabel(ylabel)
+            arg_txt = ", ".join(f"{k}={_short(v)}" for k, v in args)
+            ax.set_title(f"{task} ({arg_txt})", fontsize=9)
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=8)
+            path = os.path.join(out_dir, fname)
+            _save_fig(fig, path)
+            plt.close(fig)
+            written.append(path)
+    return written
+
+
+def _short(v: str) -> str:
+    try:
+        f = float(v)
+        return f"{f:.3g}"
+    except ValueError:
+        return v
+
+
+def report(path: str, plots_dir: str | None = None) -> tuple[str, list[str]]:
+    if not os.path.exists(path):
+        raise ValueError(f"results file {path!r} does not exist")
+    records = ResultsFile(path).records()
+    if not records:
+        raise ValueError(f"{path} holds no results yet")
+    summary = summarise(records)
+    text = format_tables(summary)
+    written = plot(summary, plots_dir) if plots_dir else []
+    return text, written

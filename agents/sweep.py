@@ -1,0 +1,349 @@
+"""The horizon sweep: task x horizon x algorithm x seed, one JSON line per finished cell.
+
+A cell samples ``n_samples`` expert demonstrations (seeded by the cell's seed), fits the
+algorithm, and scores the returned policy against the expert with ``ar_envs.metrics`` (exact
+where the task allows, Monte Carlo with 95% intervals otherwise), next to the best model of the
+class (``agents.best_in_class``): ``approx_factor = hellinger2 / best_in_class_hellinger2``.
+
+Results are appended to a JSON-lines file whose first line is a header naming the format; a
+rerun with the same file skips finished cells, and a file that is not ours is refused (never
+overwritten).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import numpy as np
+
+import ar_envs
+from ar_envs.core import Task, check_int
+from ar_envs.data import generate
+from ar_envs.metrics import sequence_metrics
+from ar_envs.tasks import get_task_class
+
+from .algorithms.base import get_algorithm
+
+RESULTS_FORMAT = "ar-envs-results"
+RESULTS_VERSION = 1
+REQUIRED_FIELDS = (
+    "task", "task_args", "horizon", "algorithm", "seed", "n_samples", "hellinger2", "tv", "kl", "regret",
+    "best_in_class_hellinger2", "best_in_class_method", "approx_factor", "exact", "ci95", "wall_s",
+)
+
+
+class ResultsFileError(ValueError):
+    """A results file that is not ours, or is damaged beyond the last complete line."""
+
+
+# --------------------------------------------------------------------------------------------
+# the results file
+# --------------------------------------------------------------------------------------------
+
+
+class ResultsFile:
+    """A JSON-lines results file: a header line, then one record per finished cell."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        if os.path.exists(self.path) and os.path.getsize(self.path) > 0:
+            self._check_header()
+
+    def _check_header(self) -> None:
+        with open(self.path, "rb") as fh:
+            first = fh.readline()
+        try:
+            header = json.loads(first.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            header = None
+        if not isinstance(header, dict) or header.get("format") != RESULTS_FORMAT:
+            raise ResultsFileError(
+                f"{self.path} is not an ar-envs results file (its first line is not an {RESULTS_FORMAT!r} header); "
+                "refusing to touch it: choose another --out"
+            )
+        if header.get("version") != RESULTS_VERSION:
+            raise ResultsFileError(f"{self.path} has results format version {header.get('version')}, this ar-envs reads {RESULTS_VERSION}")
+
+    def _create(self) -> None:
+        directory = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(directory, exist_ok=True)
+        header = {"format": RESULTS_FORMAT, "version": RESULTS_VERSION, "ar_envs_version": ar_envs.__version__}
+        fd, tmp = tempfile.mkstemp(prefix=".results-", dir=directory)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(json.dumps(header) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def _repair_tail(self) -> None:
+        """Drop a last line left incomplete by an interrupted run (it is re-run)."""
+        with open(self.path, "rb+") as fh:
+            data = fh.read()
+            if data and not data.endswith(b"\n"):
+                cut = data.rfind(b"\n") + 1
+                print(f"warning: {self.path}: dropping an incomplete last line (an interrupted cell; it will be re-run)", file=sys.stderr)
+                fh.truncate(cut)
+
+    def records(self) -> list[dict]:
+        if not os.path.exists(self.path) or os.path.getsize(self.path) == 0:
+            return []
+        out = []
+        with open(self.path, "rb") as fh:
+            lines = fh.read().split(b"\n")
+        complete = lines[:-1]  # the text after the last newline is an interrupted write, if any
+        for number, line in enumerate(complete[1:], start=2):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ResultsFileError(f"{self.path}: line {number} is not valid JSON ({exc.msg})") from None
+            missing = [f for f in REQUIRED_FIELDS if f not in rec]
+            if missing:
+                raise ResultsFileError(f"{self.path}: line {number} lacks fields {missing}")
+            out.append(rec)
+        return out
+
+    def append(self, record: dict) -> None:
+        if not os.path.exists(self.path) or os.path.getsize(self.path) == 0:
+            self._create()
+        else:
+            self._repair_tail()
+        line = (json.dumps(record, allow_nan=False) + "\n").encode("utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, line)  # one write of one line
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+# --------------------------------------------------------------------------------------------
+# cells
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cell:
+    task: str
+    task_args: tuple  # sorted (key, value) pairs, horizon excluded
+    horizon: int
+    algorithm: str
+    seed: int
+    n_samples: int
+    eval_samples: int = 20_000
+
+    def make_task(self) -> Task:
+        return get_task_class(self.task)(horizon=self.horizon, **dict(self.task_args))
+
+
+def cell_key(task_name: str, task_args: dict, algorithm: str, seed: int, n_samples: int) -> str:
+    return json.dumps([task_name, task_args, algorithm, seed, n_samples], sort_keys=True)
+
+
+_BEST_CACHE: dict[str, dict] = {}
+
+
+def _best(task: Task) -> dict:
+    from .best_in_class import best_in_class
+
+    key = json.dumps([task.name, type(task).__qualname__, task.task_args()], sort_keys=True, default=str)
+    if key not in _BEST_CACHE:
+        _BEST_CACHE[key] = best_in_class(task)
+    return _BEST_CACHE[key]
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        x = float(x)
+        return x if math.isfinite(x) else None
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if x is None or isinstance(x, (str, int, bool)):
+        return x
+    return str(x)
+
+
+def run_cell(cell: Cell, algorithm=None) -> dict:
+    """Fit one algorithm on one seed's demonstrations and score it. Returns the record."""
+    start = time.perf_counter()
+    task = cell.make_task()
+    alg = get_algorithm(algorithm if algorithm is not None else cell.algorithm)
+    demos = generate(task, cell.n_samples, seed=cell.seed)
+    policy = alg.fit(task, demos, cell.seed)
+    if not callable(getattr(policy, "sequence_log_prob", None)):
+        raise TypeError(f"algorithm {cell.algorithm!r} returned {type(policy).__name__}, which has no sequence_log_prob()")
+    metrics = sequence_metrics(task, policy, n_samples=cell.eval_samples, rng=cell.seed + 1_000_003)
+    best = _best(task)
+    h2 = metrics["hellinger2"]
+    b = best["hellinger2"]
+    approx = approx_ci = None
+    if b > 1e-15 and h2.value is not None:
+        approx = h2.value / b
+        if h2.ci95 is not None:
+            approx_ci = [h2.ci95[0] / b, h2.ci95[1] / b]
+    record = {
+        "task": cell.task,
+        "task_args": task.task_args(),
+        "horizon": cell.horizon,
+        "algorithm": cell.algorithm,
+        "seed": cell.seed,
+        "n_samples": cell.n_samples,
+        "eval_samples": cell.eval_samples,
+        **{name: est.to_json() for name, est in metrics.items()},
+        "best_in_class_hellinger2": b,
+        "best_in_class_method": best["method"],
+        "best_in_class_exact": bool(best.get("exact", True)),
+        "approx_factor": approx,
+        "approx_factor_ci95": approx_ci,
+        "exact": all(est.exact for est in metrics.values() if est.value is not None),
+        "ci95": {name: list(est.ci95) for name, est in metrics.items() if est.ci95 is not None},
+        "metric_methods": {name: est.method for name, est in metrics.items()},
+        "fit_log": getattr(alg, "log", {}),
+        "wall_s": time.perf_counter() - start,
+        "ar_envs_version": ar_envs.__version__,
+    }
+    return _jsonable(record)
+
+
+# --------------------------------------------------------------------------------------------
+# the sweep
+# --------------------------------------------------------------------------------------------
+
+
+def parse_task_args(items: Iterable[str]) -> dict:
+    """``["eps=0.01", "offset=5.8"]`` -> ``{"eps": 0.01, "offset": 5.8}`` (JSON values, else strings)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--task-arg must look like name=value, got {item!r}")
+        k, v = item.split("=", 1)
+        k = k.strip().replace("-", "_")
+        if not k:
+            raise ValueError(f"--task-arg must look like name=value, got {item!r}")
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = None if v in ("None", "none", "null") else v
+    if "horizon" in out:
+        raise ValueError("give horizons with --horizons, not --task-arg horizon=...")
+    return out
+
+
+def parse_horizons(text) -> list[int]:
+    if isinstance(text, str):
+        try:
+            values = [int(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise ValueError(f"--horizons must be a comma-separated list of integers >= 1, got {text!r}") from None
+    else:
+        values = [check_int("horizons", h, 1) for h in text]
+    if not values or min(values) < 1:
+        raise ValueError(f"--horizons must be a comma-separated list of integers >= 1, got {text!r}")
+    return values
+
+
+def sweep(
+    task: str | type[Task],
+    horizons,
+    algorithms,
+    *,
+    task_args: dict | None = None,
+    seeds: int = 3,
+    n_samples: int = 1000,
+    eval_samples: int = 20_000,
+    out: str | os.PathLike | None = None,
+    workers: int = 1,
+    progress: bool = True,
+) -> list[dict]:
+    """Run every (horizon, algorithm, seed) cell; append each record to ``out`` as it finishes.
+
+    ``task``: a catalogue name, an import path ``pkg.mod:Class`` or a Task subclass.
+    ``algorithms``: names, import paths, classes or instances (see ``agents.algorithms.base``).
+    Returns all records for this grid (finished earlier or now).
+    """
+    task_args = dict(task_args or {})
+    horizons = parse_horizons(horizons)
+    seeds = check_int("seeds", seeds, 1)
+    n_samples = check_int("n_samples", n_samples, 1)
+    eval_samples = check_int("eval_samples", eval_samples, 2)
+    workers = check_int("workers", workers, 1)
+    if isinstance(algorithms, str):
+        algorithms = [a.strip() for a in algorithms.split(",") if a.strip()]
+    if not algorithms:
+        raise ValueError("algorithms must name at least one algorithm")
+    task_cls = get_task_class(task) if isinstance(task, str) else task
+    task_name = task if isinstance(task, str) and task in ar_envs.TASKS else (
+        task if isinstance(task, str) else f"{task_cls.__module__}:{task_cls.__qualname__}")
+    alg_objs = {}
+    for spec in algorithms:
+        obj = get_algorithm(spec)  # fails early on unknown names
+        label = spec if isinstance(spec, str) else obj.name
+        alg_objs[label] = spec if isinstance(spec, str) else obj
+    # validate the task arguments once (bad input fails before any work)
+    task_cls(horizon=horizons[0], **task_args)
+
+    results = ResultsFile(out) if out is not None else None
+    done = {}
+    if results is not None:
+        for rec in results.records():
+            done[cell_key(rec["task"], rec["task_args"], rec["algorithm"], rec["seed"], rec["n_samples"])] = rec
+    cells, records = [], []
+    for h in horizons:
+        full_args = task_cls(horizon=h, **task_args).task_args()
+        for label in alg_objs:
+            for seed in range(seeds):
+                key = cell_key(task_name, _jsonable(full_args), label, seed, n_samples)
+                if key in done:
+                    records.append(done[key])
+                else:
+                    cells.append(Cell(task_name, tuple(sorted(task_args.items())), h, label, seed, n_samples, eval_samples))
+    total = len(cells)
+    if progress and len(records):
+        print(f"resuming: {len(records)} cells already in {out}, {total} to run", file=sys.stderr)
+    t0 = time.perf_counter()
+
+    def finish(i, rec):
+        if results is not None:
+            results.append(rec)
+        records.append(rec)
+        if progress:
+            c = rec.get("approx_factor")
+            c_txt = "n/a" if c is None else f"{c:.3g}"
+            print(
+                f"[{i}/{total}] {rec['task']} H={rec['horizon']} {rec['algorithm']} seed={rec['seed']}: "
+                f"D_H^2={rec['hellinger2']:.4g} C={c_txt} ({rec['wall_s']:.2f}s, {time.perf_counter() - t0:.0f}s total)",
+                file=sys.stderr,
+            )
+
+    picklable = all(isinstance(a, str) for a in alg_objs.values())
+    if workers > 1 and total > 1 and picklable:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(run_cell, c) for c in cells]
+            for i, fut in enumerate(as_completed(futures), start=1):
+                finish(i, fut.result())
+    else:
+        for i, c in enumerate(cells, start=1):
+            finish(i, run_cell(c, alg_objs[c.algorithm]))
+    order = {(h, a, s): k for k, (h, a, s) in enumerate((h, a, s) for h in horizons for a in alg_objs for s in range(seeds))}
+    records.sort(key=lambda r: order.get((r["horizon"], r["algorithm"], r["seed"]), 0))
+    return records
