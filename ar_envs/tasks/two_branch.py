@@ -164,8 +164,11 @@ class TwoBranchLinear(TwoBranch):
     (polar grid, then golden-section refinement of the angle and radius).
 
     ## Arguments
-    * ``horizon`` (H >= 1), ``eps`` in (0, 1), ``norm_bound`` (B > 0, default 6),
-      ``kappa`` (kappa > 0, default 1).
+    * ``horizon`` (H >= 1), ``eps`` in (0, 1), ``norm_bound`` (B > 0, default 20),
+      ``kappa`` (kappa > 0, default 0.3). With the defaults a fair coin on the rare branch
+      (``theta_1 + kappa theta_2 = 0``) allows at best ``|theta_1| <= B kappa / sqrt(1 + kappa^2)``,
+      about 5.7, so fitting it costs a leak of about ``sigmoid(-5.7) = 0.003`` per common-branch
+      step; the best member instead gives up the rare branch (``D_H^2`` about ``eps``).
 
     ## Version History
     * v0: initial release.
@@ -174,7 +177,7 @@ class TwoBranchLinear(TwoBranch):
     name = "two-branch-linear"
     env_id = "TwoBranchLinear-v0"
 
-    def __init__(self, horizon: int = 50, eps: float = 0.01, norm_bound: float = 6.0, kappa: float = 1.0):
+    def __init__(self, horizon: int = 50, eps: float = 0.01, norm_bound: float = 20.0, kappa: float = 0.3):
         self.horizon = check_int("horizon", horizon, 1)
         self.eps = check_float("eps", eps, 0.0, 1.0, low_open=True, high_open=True)
         self.norm_bound = check_float("norm_bound", norm_bound, 0.0, low_open=True)

@@ -1,0 +1,5 @@
+"""Policy classes."""
+
+from .loglinear import LogLinearPolicy
+
+__all__ = ["LogLinearPolicy"]
