@@ -87,6 +87,24 @@ def _range_text(low, high) -> str:
     return ""
 
 
+def load_object(spec: str, what: str):
+    """The object named by an import path ``package.module:Name`` (the current directory is
+    importable, as with ``python -m``). Raises ``ValueError`` naming ``what`` on failure."""
+    import importlib
+    import os
+    import sys
+
+    module, sep, attr = spec.partition(":")
+    if not sep or not module or not attr:
+        raise ValueError(f"{what} {spec!r} must be a known name or an import path package.module:Name")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"{what} {spec!r} could not be imported: {exc}") from None
+
+
 def as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
     if isinstance(rng, np.random.Generator):
         return rng

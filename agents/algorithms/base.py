@@ -15,8 +15,9 @@ they did, e.g. the final loss or the chosen grid point) after ``fit``; the sweep
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
+
+from ar_envs.core import load_object
 
 
 class Algorithm:
@@ -68,11 +69,7 @@ def get_algorithm(spec) -> Algorithm:
             return reg[spec]()
         if ":" not in spec:
             raise ValueError(f"unknown algorithm {spec!r}; choose one of {sorted(reg)} or give package.module:Name")
-        module, _, attr = spec.partition(":")
-        try:
-            obj = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ValueError(f"algorithm {spec!r} could not be imported: {exc}") from None
+        obj = load_object(spec, "algorithm")
         label = spec
     if isinstance(obj, type):
         obj = obj()

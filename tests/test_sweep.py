@@ -1,0 +1,175 @@
+"""The sweep, its results file, the report and the command line."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from agents.cli import main
+from agents.report import growth_exponent, report
+from agents.sweep import REQUIRED_FIELDS, ResultsFile, ResultsFileError, parse_task_args, sweep
+
+FAST = dict(seeds=2, n_samples=300, eval_samples=2000, progress=False)
+
+
+def _strip(recs):
+    return [{k: v for k, v in r.items() if k != "wall_s"} for r in recs]
+
+
+def test_sweep_records_have_the_promised_fields_and_are_reproducible(tmp_path):
+    out = tmp_path / "r.jsonl"
+    recs = sweep("two-branch", [5, 50], "bc,rho", task_args={"eps": 0.05}, out=out, **FAST)
+    assert len(recs) == 2 * 2 * 2
+    for r in recs:
+        assert set(REQUIRED_FIELDS) <= set(r)
+        assert r["exact"] is True and r["ci95"] == {}
+        assert r["task_args"]["eps"] == 0.05 and r["task_args"]["horizon"] == r["horizon"]
+        assert r["approx_factor"] == pytest.approx(r["hellinger2"] / r["best_in_class_hellinger2"])
+        assert r["best_in_class_method"] == "closed-form"
+    lines = out.read_text().splitlines()
+    assert json.loads(lines[0])["format"] == "ar-envs-results" and len(lines) == 9
+    again = sweep("two-branch", [5, 50], "bc,rho", task_args={"eps": 0.05}, out=tmp_path / "other.jsonl", **FAST)
+    assert _strip(again) == _strip(recs)  # same seed, same numbers
+
+
+def test_rerun_skips_finished_cells_and_extends(tmp_path):
+    out = tmp_path / "r.jsonl"
+    first = sweep("mixture", [4], ["bc"], out=out, **FAST)
+    before = out.read_text()
+    again = sweep("mixture", [4], ["bc"], out=out, **FAST)
+    assert out.read_text() == before and _strip(again) == _strip(first)
+    more = sweep("mixture", [4, 8], ["bc"], out=out, **FAST)
+    assert len(more) == 4 and len(out.read_text().splitlines()) == 1 + 4
+
+
+def test_interrupted_last_line_is_dropped_and_rerun(tmp_path):
+    out = tmp_path / "r.jsonl"
+    sweep("mixture", [4], ["bc"], out=out, **FAST)
+    text = out.read_text().splitlines(keepends=True)
+    out.write_text("".join(text[:-1]) + text[-1][:25])  # a cell cut off mid-write
+    recs = sweep("mixture", [4], ["bc"], out=out, **FAST)
+    assert len(recs) == 2
+    assert len(ResultsFile(out).records()) == 2 and out.read_text().endswith("\n")
+
+
+def test_foreign_results_file_is_refused_and_untouched(tmp_path):
+    out = tmp_path / "notes.jsonl"
+    out.write_text('{"hello": "world"}\n')
+    with pytest.raises(ResultsFileError, match="not an ar-envs results file"):
+        sweep("mixture", [4], ["bc"], out=out, **FAST)
+    assert out.read_text() == '{"hello": "world"}\n'
+    binary = tmp_path / "bin.jsonl"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n")
+    with pytest.raises(ResultsFileError):
+        ResultsFile(binary)
+    assert binary.read_bytes() == b"\x89PNG\r\n\x1a\n"
+
+
+def test_monte_carlo_cells_carry_intervals(tmp_path):
+    from ar_envs.tasks import LinearAR
+
+    assert LinearAR(horizon=30).vocab_size ** 30 * 4 > 2**20
+    recs = sweep("linear-ar", [30], ["bc"], **FAST)
+    r = recs[0]
+    assert r["exact"] is False and set(r["ci95"]) == {"tv"}  # Hellinger, KL, regret exact by DP
+    lo, hi = r["ci95"]["tv"]
+    assert lo <= r["tv"] <= hi
+
+
+def test_user_algorithm_and_task_by_import_path(tmp_path, monkeypatch):
+    (tmp_path / "my_algos.py").write_text(textwrap.dedent('''
+        import numpy as np
+        from agents.policies import LogLinearPolicy
+
+        def fit_zero(task, demos, seed):
+            return LogLinearPolicy(task, np.zeros(task.feature_map().dim))
+
+        class Uniform:
+            def fit(self, task, demos, seed):
+                return self
+            def sequence_log_prob(self, contexts, sequences):
+                return np.full(len(sequences), -sequences.shape[1] * np.log(2.0))
+
+        from ar_envs.tasks import MixtureTeacher
+        class HalfMixture(MixtureTeacher):
+            name = "half-mixture"
+            def __init__(self, horizon=10):
+                super().__init__(horizon=horizon, p=0.2, q=0.8, w=0.5)
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    recs = sweep("my_algos:HalfMixture", [6], ["my_algos:fit_zero", "my_algos:Uniform", "bc"], **FAST)
+    by = {r["algorithm"]: r for r in recs}
+    # theta = 0 and the uniform policy are the same law: Bern(1/2)^6, once via the closed form,
+    # once via enumeration (the Uniform policy exposes only sequence_log_prob)
+    assert by["my_algos:fit_zero"]["hellinger2"] == pytest.approx(by["my_algos:Uniform"]["hellinger2"], abs=1e-12)
+    assert by["my_algos:Uniform"]["metric_methods"]["hellinger2"] == "enumeration"
+
+
+def test_report_table_and_plots(tmp_path):
+    out = tmp_path / "r.jsonl"
+    sweep("two-branch", [5, 20, 80], ["bc", "rho"], out=out, **FAST)
+    text, written = report(str(out), str(tmp_path / "plots"))
+    assert "approximation factor C(H)" in text and "rho" in text and "growth exponent" in text
+    assert len(written) == 2
+    for p in written:
+        with open(p, "rb") as fh:
+            assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_growth_exponent_recovers_a_power_law():
+    h = np.array([10, 20, 50, 100, 200])
+    b, lo, hi = growth_exponent(h, 3.0 * h**0.8)
+    assert b == pytest.approx(0.8) and lo <= 0.8 <= hi
+
+
+def test_parse_task_args():
+    assert parse_task_args(["eps=0.01", "offset=5.81", "order=forward", "norm_bound=None"]) == {
+        "eps": 0.01, "offset": 5.81, "order": "forward", "norm_bound": None}
+    with pytest.raises(ValueError, match="name=value"):
+        parse_task_args(["eps"])
+    with pytest.raises(ValueError, match="--horizons"):
+        parse_task_args(["horizon=3"])
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["sweep", "--task", "nope", "--horizons", "5", "--algorithms", "bc"], "unknown task 'nope'; choose one of"),
+    (["sweep", "--task", "two-branch", "--horizons", "5", "--algorithms", "bc,nope"], "unknown algorithm 'nope'; choose one of"),
+    (["sweep", "--task", "two-branch", "--horizons", "0,5", "--algorithms", "bc"], "--horizons"),
+    (["sweep", "--task", "two-branch", "--task-arg", "eps=2", "--horizons", "5", "--algorithms", "bc"], "eps must be"),
+    (["report", "does-not-exist.jsonl"], "does not exist"),
+])
+def test_cli_bad_input_exits_nonzero_with_the_choices(argv, needle, capsys, tmp_path):
+    argv = [a if a != "results.jsonl" else str(tmp_path / a) for a in argv]
+    assert main(argv + (["--out", str(tmp_path / "x.jsonl")] if argv[0] == "sweep" else [])) == 2
+    err = capsys.readouterr().err
+    assert needle in err
+    if "choose one of" in needle:
+        assert "two-branch" in err or "bc" in err
+    assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_cli_list_and_sweep_and_report(tmp_path, capsys):
+    assert main(["list"]) == 0
+    listing = capsys.readouterr().out
+    for name in ("two-branch", "two-branch-linear", "mixture", "linear-ar", "ar_envs/TwoBranch-v0", "bc", "rho"):
+        assert name in listing
+    out = tmp_path / "r.jsonl"
+    argv = ["sweep", "--task", "two-branch", "--task-arg", "eps=0.05", "--horizons", "4,16,64", "--algorithms",
+            "bc,hellinger-bc", "--seeds", "1", "--samples", "200", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    assert main(["report", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "hellinger-bc" in shown and os.path.exists(tmp_path / "two-branch-approx_factor.png")
+
+
+def test_console_script_demo_runs_small(tmp_path):
+    exe = os.path.join(os.path.dirname(sys.executable), "ar-envs")
+    res = subprocess.run([exe, "demo", "--seeds", "1", "--samples", "200", "--quiet", "--out", str(tmp_path / "d.jsonl"),
+                          "--plots", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "500 |" in res.stdout and "rho" in res.stdout
+    assert (tmp_path / "two-branch-approx_factor.png").exists()
