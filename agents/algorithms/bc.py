@@ -8,7 +8,9 @@ from .base import Algorithm
 
 
 class BC(Algorithm):
-    """Maximise the sequence log-likelihood ``sum_i log P_theta(a^i | x^i)``.
+    """Behavior cloning: next-token prediction with log loss (maximum likelihood on the class).
+
+    Maximises the sequence log-likelihood ``sum_i log P_theta(a^i | x^i)``.
 
     The sequence log-likelihood is the sum of the next-token log-losses, so this is a per-token
     objective; it only needs the visit counts ``N[c, s, a]`` of the class's states.

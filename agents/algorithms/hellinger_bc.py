@@ -10,7 +10,9 @@ from .base import Algorithm
 
 
 class HellingerBC(Algorithm):
-    """Minimise ``sum_i sum_h H^2(pi*(.|x^i, a^i_<h), pi_theta(.|x^i, a^i_<h))`` over demonstrations.
+    """Per-token Hellinger BC: squared Hellinger to the expert's next-token distributions.
+
+    Minimises ``sum_i sum_h H^2(pi*(.|x^i, a^i_<h), pi_theta(.|x^i, a^i_<h))`` over demonstrations.
 
     Uses the expert's next-token distributions along the demonstrated prefixes (the task's
     expert is queried there; ``demos.expert_probs`` is used when present). Still a per-token

@@ -31,7 +31,9 @@ def rho_select(loglik: np.ndarray, weights: np.ndarray | None = None, block: int
 
 
 class RhoEstimator(Algorithm):
-    """``argmin_pi max_pi' sum_i tanh((log P_pi'(a^i) - log P_pi(a^i)) / 4)`` over a finite grid.
+    """Sequence-level rho-estimator over a finite grid of the class (bounded C(H)).
+
+    ``argmin_pi max_pi' sum_i tanh((log P_pi'(a^i) - log P_pi(a^i)) / 4)`` over the grid.
 
     The grid is a lattice over the class's ``grid_ranges`` (``max_candidates`` points at most,
     by default 1024 for classes with at most 2 parameters and 343 otherwise;

@@ -11,7 +11,9 @@ from .bc import BC
 
 
 class SmoothedBC(Algorithm):
-    """Maximise ``sum log((1 - gamma) pi_theta(a | .) + gamma / V)`` over the demonstrations.
+    """Smoothed BC: log loss of each step mixed with the uniform distribution (weight gamma).
+
+    Maximises ``sum log((1 - gamma) pi_theta(a | .) + gamma / V)`` over the demonstrations.
 
     The standard robustification of log loss (Rohatgi et al. 2025): a member with zero
     probability on an observed token no longer has log-likelihood ``-inf``. ``gamma`` defaults to
