@@ -11,7 +11,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import metrics
+from . import diagnostics, metrics
 from .core import FeatureMap, Task
 from .env import SequenceEnv, SequenceVectorEnv
 from .expert import ExpertPolicy
@@ -46,5 +46,6 @@ __all__ = [
     "get_task_class",
     "make_task",
     "metrics",
+    "diagnostics",
     "__version__",
 ]

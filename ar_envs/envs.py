@@ -2,11 +2,13 @@
 
 from .env import make_env_classes
 from .tasks import LinearAR, MixtureTeacher, TwoBranch, TwoBranchLinear
+from .tasks.path_star import PathStar
 
 TwoBranchEnv, TwoBranchVectorEnv = make_env_classes(TwoBranch)
 TwoBranchLinearEnv, TwoBranchLinearVectorEnv = make_env_classes(TwoBranchLinear)
 MixtureTeacherEnv, MixtureTeacherVectorEnv = make_env_classes(MixtureTeacher)
 LinearAREnv, LinearARVectorEnv = make_env_classes(LinearAR)
+PathStarEnv, PathStarVectorEnv = make_env_classes(PathStar)
 
 # env id (without the "ar_envs/" namespace) -> class name prefix in this module
 ENV_IDS = {
@@ -14,4 +16,5 @@ ENV_IDS = {
     "TwoBranchLinear-v0": "TwoBranchLinear",
     "MixtureTeacher-v0": "MixtureTeacher",
     "LinearAR-v0": "LinearAR",
+    "PathStar-v0": "PathStar",
 }

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
-
-from ..core import Task
+from ..core import Task, load_object
 from .linear_ar import LinearAR
 from .mixture import MixtureTeacher
+from .path_star import PathStar
 from .two_branch import TwoBranch, TwoBranchLinear
 
 TASKS: dict[str, type[Task]] = {
@@ -14,6 +13,7 @@ TASKS: dict[str, type[Task]] = {
     "two-branch-linear": TwoBranchLinear,
     "mixture": MixtureTeacher,
     "linear-ar": LinearAR,
+    "path-star": PathStar,
 }
 
 
@@ -22,11 +22,7 @@ def get_task_class(name: str) -> type[Task]:
     if name in TASKS:
         return TASKS[name]
     if ":" in name:
-        module, _, attr = name.partition(":")
-        try:
-            obj = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ValueError(f"task {name!r} could not be imported: {exc}") from None
+        obj = load_object(name, "task")
         if not (isinstance(obj, type) and issubclass(obj, Task)):
             raise ValueError(f"task {name!r} is not a subclass of ar_envs.Task")
         return obj
@@ -37,4 +33,4 @@ def make_task(name: str, **kwargs) -> Task:
     return get_task_class(name)(**kwargs)
 
 
-__all__ = ["TASKS", "get_task_class", "make_task", "TwoBranch", "TwoBranchLinear", "MixtureTeacher", "LinearAR"]
+__all__ = ["TASKS", "get_task_class", "make_task", "TwoBranch", "TwoBranchLinear", "MixtureTeacher", "LinearAR", "PathStar"]
