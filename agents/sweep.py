@@ -16,7 +16,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import numpy as np
 import ar_envs
 from ar_envs.core import Task, check_int
 from ar_envs.data import generate
+from ar_envs.fileio import atomic_write_bytes
 from ar_envs.metrics import sequence_metrics
 from ar_envs.tasks import get_task_class
 
@@ -73,20 +73,8 @@ class ResultsFile:
             raise ResultsFileError(f"{self.path} has results format version {header.get('version')}, this ar-envs reads {RESULTS_VERSION}")
 
     def _create(self) -> None:
-        directory = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(directory, exist_ok=True)
         header = {"format": RESULTS_FORMAT, "version": RESULTS_VERSION, "ar_envs_version": ar_envs.__version__}
-        fd, tmp = tempfile.mkstemp(prefix=".results-", dir=directory)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(json.dumps(header) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write_bytes(self.path, (json.dumps(header) + "\n").encode("utf-8"))
 
     def _repair_tail(self) -> None:
         """Drop a last line left incomplete by an interrupted run (it is re-run)."""
