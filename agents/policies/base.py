@@ -1,0 +1,203 @@
+"""The base class of the neural policy classes: one causal token stream, batched teacher forcing.
+
+Every neural policy reads one stream of input ids::
+
+    [BOS] context_1 .. context_L  a_1 .. a_{t}
+
+and returns next-token logits at every position (causally: position ``i`` sees inputs ``<= i``).
+The logits at stream position ``L + h`` (0-based, counting BOS as position 0) predict answer
+token ``a_{h+1}``. So the teacher-forced input of a whole sequence is
+``[BOS] + context + answer[:-1]`` (length ``L + H``) and one forward pass scores all ``H``
+answer tokens: :meth:`TokenPolicy.answer_logits`.
+
+Input ids: context tokens and answer tokens share one id space (``0 .. base-1`` with
+``base = max(context_vocab_size, vocab_size + 1)``: a node id in a path-star prompt and the same
+node in the answer get the same embedding); ``vocab_size`` itself is the environments' padding
+id; ``BOS = base`` and ``DUMMY = base + 1`` (the teacherless placeholder). ``input_vocab_size =
+base + 2``. An environment observation ``(L + H,)`` maps to the stream by
+``[BOS] + observation[:-1]`` (:meth:`TokenPolicy.observation_to_stream`); causality means the
+padding after the prefix is never seen by the position that predicts the next token.
+
+Subclasses implement ``forward(ids (n, T)) -> logits (n, T, V)`` and ``config`` (a dict that
+rebuilds the module, used by ``save`` / ``load``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import torch
+from torch import nn
+
+from ar_envs.core import Task, as_rng
+from ar_envs.fileio import atomic_path
+
+POLICY_FORMAT = "ar-envs-policy"
+
+
+def stream_spec(task: Task) -> dict:
+    """The shape of a task's token stream (what a policy needs to know about the task)."""
+    base = max(task.context_vocab_size, task.vocab_size + 1)
+    return {
+        "vocab_size": task.vocab_size,
+        "context_length": task.context_length,
+        "horizon": task.horizon,
+        "input_vocab_size": base + 2,
+        "bos": base,
+        "dummy": base + 1,
+        "pad": task.vocab_size,
+    }
+
+
+class TokenPolicy(nn.Module):
+    """Base class: a causal next-token model over the stream defined in the module docstring."""
+
+    def __init__(self, spec: dict):
+        super().__init__()
+        self.spec = dict(spec)
+        self.vocab_size = int(spec["vocab_size"])
+        self.context_length = int(spec["context_length"])
+        self.horizon = int(spec["horizon"])
+        self.input_vocab_size = int(spec["input_vocab_size"])
+        self.bos = int(spec["bos"])
+        self.dummy = int(spec["dummy"])
+        self.pad = int(spec["pad"])
+
+    # ------------------------------------------------------------------ to implement
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:  # (n, T) -> (n, T, V)
+        raise NotImplementedError
+
+    @property
+    def config(self) -> dict:
+        """Keyword arguments (besides ``spec``) that rebuild this module."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ streams
+    def _device(self):
+        return next(self.parameters()).device
+
+    def stream(self, contexts, tokens) -> torch.Tensor:
+        """``[BOS] + context + tokens`` as a LongTensor ``(n, 1 + L + t)``."""
+        contexts = torch.as_tensor(np.asarray(contexts), dtype=torch.long)
+        tokens = torch.as_tensor(np.asarray(tokens), dtype=torch.long)
+        n = tokens.shape[0]
+        bos = torch.full((n, 1), self.bos, dtype=torch.long)
+        return torch.cat([bos, contexts.reshape(n, -1), tokens], dim=1).to(self._device())
+
+    def observation_to_stream(self, observations) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(ids (n, L + H), next-token position (n,))`` from environment observations."""
+        obs = torch.as_tensor(np.asarray(observations), dtype=torch.long).reshape(-1, self.context_length + self.horizon)
+        lengths = (obs[:, self.context_length :] != self.pad).sum(dim=1)
+        ids = torch.cat([torch.full((obs.shape[0], 1), self.bos, dtype=torch.long), obs[:, :-1]], dim=1)
+        return ids.to(self._device()), (self.context_length + lengths).to(self._device())
+
+    def teacherless_stream(self, contexts) -> torch.Tensor:
+        """``[BOS] + context + (H - 1) x DUMMY``: the input of teacherless / multi-token training."""
+        n = len(contexts)
+        dummies = np.full((n, self.horizon - 1), self.dummy, dtype=np.int64)
+        return self.stream(contexts, dummies)
+
+    # ------------------------------------------------------------------ scoring (teacher forcing)
+    def answer_logits(self, contexts, sequences) -> torch.Tensor:
+        """Teacher-forced logits of all answer tokens in one pass, ``(n, H', V)`` for ``H' <= H``."""
+        sequences = np.asarray(sequences)
+        ids = self.stream(contexts, sequences[:, :-1])
+        L = self.context_length
+        return self.forward(ids)[:, L:, :]
+
+    @torch.no_grad()
+    def sequence_log_prob(self, contexts, sequences) -> np.ndarray:
+        """Exact ``log P(a_1..a_H | x)`` under the policy (natural log), ``(n,)``, batched."""
+        out = []
+        seq_all = np.asarray(sequences, dtype=np.int64)
+        ctx_all = np.asarray(contexts)
+        for start in range(0, len(seq_all), 4096):
+            seq = seq_all[start : start + 4096]
+            logp = torch.log_softmax(self.answer_logits(ctx_all[start : start + 4096], seq).double(), dim=-1)
+            tgt = torch.as_tensor(seq, dtype=torch.long, device=logp.device)
+            out.append(logp.gather(-1, tgt[..., None])[..., 0].sum(dim=1).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros(0)
+
+    @torch.no_grad()
+    def teacher_forced_probs(self, contexts, sequences) -> np.ndarray:
+        """Next-token distributions at every answer position given the true prefix, ``(n, H, V)``."""
+        return torch.softmax(self.answer_logits(contexts, sequences).double(), dim=-1).cpu().numpy()
+
+    @torch.no_grad()
+    def next_token_probs(self, contexts, prefixes) -> np.ndarray:
+        ids = self.stream(contexts, prefixes)
+        return torch.softmax(self.forward(ids)[:, -1, :].double(), dim=-1).cpu().numpy()
+
+    # ------------------------------------------------------------------ decoding
+    @torch.no_grad()
+    def _decode(self, contexts, pick) -> np.ndarray:
+        contexts = np.asarray(contexts)
+        n = len(contexts)
+        seq = np.zeros((n, self.horizon), dtype=np.int64)
+        for h in range(self.horizon):
+            seq[:, h] = pick(self.next_token_probs(contexts, seq[:, :h]))
+        return seq
+
+    def greedy(self, contexts) -> np.ndarray:
+        return self._decode(contexts, lambda p: p.argmax(axis=1))
+
+    def sample(self, contexts, rng=None) -> np.ndarray:
+        from ar_envs.core import sample_categorical
+
+        rng = as_rng(rng)
+        return self._decode(contexts, lambda p: sample_categorical(p, rng))
+
+    @torch.no_grad()
+    def teacherless_decode(self, contexts) -> np.ndarray:
+        """All answer tokens at once from ``[BOS] + context + DUMMY...`` (one parallel pass, argmax)."""
+        logits = self.forward(self.teacherless_stream(np.asarray(contexts)))[:, self.context_length :, :]
+        return logits.argmax(dim=-1).cpu().numpy()
+
+    # ------------------------------------------------------------------ raw observations (RL code)
+    @torch.no_grad()
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = False):
+        """SB3-style ``predict`` on raw environment observations ``(L + H,)`` or ``(n, L + H)``."""
+        obs = np.asarray(observation)
+        ids, pos = self.observation_to_stream(obs)
+        logits = self.forward(ids)
+        last = logits[torch.arange(len(pos)), pos.clamp(max=ids.shape[1] - 1)]
+        if deterministic:
+            actions = last.argmax(dim=-1).cpu().numpy()
+        else:
+            actions = torch.distributions.Categorical(logits=last).sample().cpu().numpy()
+        return (actions[0] if obs.ndim == 1 else actions), state
+
+    # ------------------------------------------------------------------ save / load
+    def save(self, path: str | os.PathLike) -> None:
+        """One file: the weights and the config that rebuilds the module (written atomically)."""
+        payload = {
+            "format": POLICY_FORMAT,
+            "class": f"{type(self).__module__}:{type(self).__qualname__}",
+            "spec": self.spec,
+            "config": self.config,
+            "state_dict": self.state_dict(),
+        }
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+
+    @staticmethod
+    def load(path: str | os.PathLike) -> "TokenPolicy":
+        from ar_envs.core import load_object
+
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
+            raise ValueError(f"{path}: not a readable ar-envs policy file ({type(exc).__name__}: {exc})") from None
+        if not isinstance(payload, dict) or payload.get("format") != POLICY_FORMAT:
+            raise ValueError(f"{path}: not an ar-envs policy file")
+        cls = load_object(payload["class"], "policy class")
+        model = cls(payload["spec"], **payload["config"])
+        model.load_state_dict(payload["state_dict"])
+        return model
+
+    def describe(self) -> str:
+        n = sum(p.numel() for p in self.parameters())
+        return f"{type(self).__name__}({json.dumps(self.config)}, {n} parameters)"
+
