@@ -135,7 +135,8 @@ class Cell:
     eval_samples: int = 20_000
 
     def make_task(self) -> Task:
-        return get_task_class(self.task)(horizon=self.horizon, **dict(self.task_args))
+        cls = get_task_class(self.task)
+        return cls(**{cls.horizon_arg: self.horizon}, **dict(self.task_args))
 
 
 def cell_key(task_name: str, task_args: dict, algorithm: str, seed: int, n_samples: int) -> str:
@@ -146,11 +147,16 @@ _BEST_CACHE: dict[str, dict] = {}
 
 
 def _best(task: Task) -> dict:
+    """The best in class, or ``hellinger2 = None`` with the reason when the task has no class
+    for which it is computed (C(H) is then not reported)."""
     from .best_in_class import best_in_class
 
     key = json.dumps([task.name, type(task).__qualname__, task.task_args()], sort_keys=True, default=str)
     if key not in _BEST_CACHE:
-        _BEST_CACHE[key] = best_in_class(task)
+        if task.feature_map() is None:
+            _BEST_CACHE[key] = {"hellinger2": None, "method": "unavailable: the task has no log-linear class", "exact": False}
+        else:
+            _BEST_CACHE[key] = best_in_class(task)
     return _BEST_CACHE[key]
 
 
@@ -171,6 +177,16 @@ def _jsonable(x):
     return str(x)
 
 
+def _diagnostics(task: Task, policy, cell: Cell) -> dict | None:
+    """Reasoning diagnostics (exact match, per-position accuracy, task extras) for deterministic
+    experts and policies that expose ``next_token_probs``."""
+    if not task.deterministic_expert or not callable(getattr(policy, "next_token_probs", None)):
+        return None
+    from ar_envs.diagnostics import reasoning_report
+
+    return reasoning_report(task, policy, n=min(cell.eval_samples, 1000), seed=cell.seed + 2_000_003)
+
+
 def run_cell(cell: Cell, algorithm=None) -> dict:
     """Fit one algorithm on one seed's demonstrations and score it. Returns the record."""
     start = time.perf_counter()
@@ -185,14 +201,15 @@ def run_cell(cell: Cell, algorithm=None) -> dict:
     h2 = metrics["hellinger2"]
     b = best["hellinger2"]
     approx = approx_ci = None
-    if b > 1e-15 and h2.value is not None:
+    if b is not None and b > 1e-15 and h2.value is not None:
         approx = h2.value / b
         if h2.ci95 is not None:
             approx_ci = [h2.ci95[0] / b, h2.ci95[1] / b]
     record = {
         "task": cell.task,
         "task_args": task.task_args(),
-        "horizon": cell.horizon,
+        "horizon": task.horizon,
+        "sweep_arg": {task.horizon_arg: cell.horizon},
         "algorithm": cell.algorithm,
         "seed": cell.seed,
         "n_samples": cell.n_samples,
@@ -206,6 +223,7 @@ def run_cell(cell: Cell, algorithm=None) -> dict:
         "exact": all(est.exact for est in metrics.values() if est.value is not None),
         "ci95": {name: list(est.ci95) for name, est in metrics.items() if est.ci95 is not None},
         "metric_methods": {name: est.method for name, est in metrics.items()},
+        "diagnostics": _diagnostics(task, policy, cell),
         "fit_log": getattr(alg, "log", {}),
         "wall_s": time.perf_counter() - start,
         "ar_envs_version": ar_envs.__version__,
@@ -287,8 +305,11 @@ def sweep(
         obj = get_algorithm(spec)  # fails early on unknown names
         label = spec if isinstance(spec, str) else obj.name
         alg_objs[label] = spec if isinstance(spec, str) else obj
+    harg = task_cls.horizon_arg
+    if harg in task_args:
+        raise ValueError(f"give {harg} with --horizons (the values the sweep varies), not as a task argument")
     # validate the task arguments once (bad input fails before any work)
-    task_cls(horizon=horizons[0], **task_args)
+    task_cls(**{harg: horizons[0]}, **task_args)
 
     results = ResultsFile(out) if out is not None else None
     done = {}
@@ -297,7 +318,7 @@ def sweep(
             done[cell_key(rec["task"], rec["task_args"], rec["algorithm"], rec["seed"], rec["n_samples"])] = rec
     cells, records = [], []
     for h in horizons:
-        full_args = task_cls(horizon=h, **task_args).task_args()
+        full_args = task_cls(**{harg: h}, **task_args).task_args()
         for label in alg_objs:
             for seed in range(seeds):
                 key = cell_key(task_name, _jsonable(full_args), label, seed, n_samples)
@@ -333,5 +354,5 @@ def sweep(
         for i, c in enumerate(cells, start=1):
             finish(i, run_cell(c, alg_objs[c.algorithm]))
     order = {(h, a, s): k for k, (h, a, s) in enumerate((h, a, s) for h in horizons for a in alg_objs for s in range(seeds))}
-    records.sort(key=lambda r: order.get((r["horizon"], r["algorithm"], r["seed"]), 0))
+    records.sort(key=lambda r: order.get((r.get("sweep_arg", {}).get(harg, r["horizon"]), r["algorithm"], r["seed"]), 0))
     return records

@@ -259,6 +259,9 @@ class Task:
     context_length: int = 0
     context_vocab_size: int = 1
     deterministic_expert: bool = False
+    # the constructor argument a horizon sweep varies (the horizon H itself, or e.g. path-star's
+    # path_length, multiplication's digits); the sweep records the resulting ``horizon``
+    horizon_arg: str = "horizon"
 
     # ------------------------------------------------------------------ required
     def sample_contexts(self, n: int, rng: np.random.Generator) -> np.ndarray:

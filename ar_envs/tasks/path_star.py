@@ -90,6 +90,7 @@ class PathStar(Task):
     name = "path-star"
     env_id = "PathStar-v0"
     deterministic_expert = True
+    horizon_arg = "path_length"
 
     def __init__(
         self,
