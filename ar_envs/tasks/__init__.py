@@ -6,6 +6,9 @@ from ..core import Task, load_object
 from .linear_ar import LinearAR
 from .mixture import MixtureTeacher
 from .path_star import PathStar
+from .multiplication import Multiplication
+from .parity import Parity
+from .hmm import HMMLanguage
 from .two_branch import TwoBranch, TwoBranchLinear
 
 TASKS: dict[str, type[Task]] = {
@@ -14,6 +17,9 @@ TASKS: dict[str, type[Task]] = {
     "mixture": MixtureTeacher,
     "linear-ar": LinearAR,
     "path-star": PathStar,
+    "multiplication": Multiplication,
+    "parity": Parity,
+    "hmm": HMMLanguage,
 }
 
 
@@ -33,4 +39,4 @@ def make_task(name: str, **kwargs) -> Task:
     return get_task_class(name)(**kwargs)
 
 
-__all__ = ["TASKS", "get_task_class", "make_task", "TwoBranch", "TwoBranchLinear", "MixtureTeacher", "LinearAR", "PathStar"]
+__all__ = ["TASKS", "get_task_class", "make_task", "TwoBranch", "TwoBranchLinear", "MixtureTeacher", "LinearAR", "PathStar", "Multiplication", "Parity", "HMMLanguage"]

@@ -1,0 +1,181 @@
+"""A hidden-Markov "language": the expert is the exact predictive distribution of a random HMM."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..core import Task, as_rng, check_float, check_int, sample_categorical
+
+
+class HMMLanguage(Task):
+    """Tokens emitted by a random hidden Markov model; the expert predicts by forward filtering.
+
+    ## Description
+    One context (``context_length = 0``). A hidden chain ``z_1 .. z_H`` on ``num_states`` states
+    starts from ``pi`` and moves by the transition matrix ``A``; at each step the token
+    ``a_h ~ B[z_h]`` is emitted from the emission matrix ``B`` (``vocab_size`` tokens). The HMM is
+    drawn once from ``seed``:
+
+    * ``pi ~ Dirichlet(1, ..., 1)`` (uniform on the simplex);
+    * ``A[s] = (1 - stickiness) Dirichlet(concentration, ..., concentration) + stickiness e_s``:
+      a random row mixed with "stay in ``s``";
+    * ``B[s] ~ Dirichlet(concentration, ..., concentration)``.
+
+    ``concentration`` below 1 makes rows peaked but not one-hot (the default 0.5 keeps every
+    state distinguishable and every token possible); ``stickiness`` sets how long a state
+    persists (expected stay ``>= 1 / (1 - stickiness)`` steps) and thus how far back the
+    prefix carries information about the next token.
+
+    ## Action Space
+    ``Discrete(vocab_size)``.
+
+    ## Observation Space
+    ``MultiDiscrete([vocab_size + 1] * H)``: the tokens so far, padded with ``vocab_size``.
+
+    ## Rewards
+    At the last step, the fraction of tokens that equal the expert's most likely next token
+    after the prefix before them (in [0, 1]; ties go to the smaller token id), the same
+    convention as ``LinearAR-v0``. The expert itself does not score 1: the HMM is random.
+
+    ## Expert
+    The exact predictive ``P(a_{t+1} | a_1 .. a_t)`` of the HMM, by the normalised forward
+    recursion: the belief ``b_1 = pi``; after token ``a``,
+    ``b <- normalise(b * B[:, a]) A``; the prediction is ``b B``. Normalising at every step
+    keeps it exact and finite for any prefix length (no underflow). Every prefix is possible
+    unless it contains a token no state can emit; such a token (probability 0) is read as a
+    missing observation (no update of the belief, the hidden chain still moves one step), so
+    the expert is defined after every prefix. ``expert_log_prob`` is the
+    forward algorithm (sum of the log normalisers, ``-inf`` for impossible sequences);
+    ``sample_expert`` samples the hidden chain and emits (vectorised).
+
+    ## Misspecification
+    The predictive depends on the *whole* prefix through the belief state, so any learner
+    that sees a finite window of previous tokens (Malach's linear / MLP window predictors,
+    ``n``-gram models) is misspecified by construction: its best member predicts from the
+    window only. ``stickiness`` (longer memory) and ``concentration`` of the emissions (more
+    ambiguous tokens, so the belief needs more evidence) move the expert away from every
+    finite-window class; ``num_states = 1`` (i.i.d. tokens) is realisable by any window.
+
+    ## Exact metrics
+    ``enumerate_contexts`` is the single empty context, so ``ar_envs.metrics`` computes every
+    metric by enumerating the ``vocab_size^H`` sequences while that is at most 2^20; Monte Carlo
+    otherwise.
+
+    ## Arguments
+    * ``num_states`` (>= 1), ``vocab_size`` (V >= 2), ``horizon`` (H >= 1).
+    * ``seed`` (>= 0): draws the HMM.
+    * ``concentration`` (> 0, default 0.5): Dirichlet parameter of the transition and
+      emission rows.
+    * ``stickiness`` in [0, 1) (default 0.5): weight of "stay" in each transition row.
+
+    ## Version History
+    * v0: initial release.
+    """
+
+    name = "hmm"
+    env_id = "HMMLanguage-v0"
+    context_length = 0
+    context_vocab_size = 1
+
+    def __init__(
+        self,
+        num_states: int = 4,
+        vocab_size: int = 8,
+        horizon: int = 16,
+        seed: int = 0,
+        concentration: float = 0.5,
+        stickiness: float = 0.5,
+    ):
+        self.num_states = check_int("num_states", num_states, 1)
+        self.vocab_size = check_int("vocab_size", vocab_size, 2)
+        self.horizon = check_int("horizon", horizon, 1)
+        self.seed = check_int("seed", seed, 0)
+        self.concentration = check_float("concentration", concentration, 0.0, low_open=True)
+        self.stickiness = check_float("stickiness", stickiness, 0.0, 1.0, high_open=True)
+        S, V = self.num_states, self.vocab_size
+        rng = np.random.default_rng(self.seed)
+        self.initial = rng.dirichlet(np.ones(S))
+        rows = rng.dirichlet(np.full(S, self.concentration), size=S)
+        self.transition = (1.0 - self.stickiness) * rows + self.stickiness * np.eye(S)
+        self.emission = rng.dirichlet(np.full(V, self.concentration), size=S)
+        for name, m in (("initial", self.initial), ("transition", self.transition), ("emission", self.emission)):
+            if not np.all(np.isfinite(m)):
+                raise ValueError(f"concentration={self.concentration} is too small: the {name} draw is not finite")
+
+    def task_args(self) -> dict:
+        return {
+            "num_states": self.num_states,
+            "vocab_size": self.vocab_size,
+            "horizon": self.horizon,
+            "seed": self.seed,
+            "concentration": self.concentration,
+            "stickiness": self.stickiness,
+        }
+
+    # ------------------------------------------------------------------ checks
+    def _check_tokens(self, name: str, tokens, max_len: int | None = None, exact_len: int | None = None):
+        tok = np.asarray(tokens)
+        if tok.ndim != 2:
+            raise ValueError(f"{name} must have shape (n, t), got {tok.shape}")
+        if exact_len is not None and tok.shape[1] != exact_len:
+            raise ValueError(f"{name} must have shape (n, {exact_len}), got {tok.shape}")
+        if max_len is not None and tok.shape[1] > max_len:
+            raise ValueError(f"{name} must have length in [0, {max_len}] (the horizon is {self.horizon}), got {tok.shape[1]}")
+        if tok.size and not np.issubdtype(tok.dtype, np.integer):
+            raise ValueError(f"{name} must hold integer tokens, got dtype {tok.dtype}")
+        tok = tok.astype(np.int64, copy=False)
+        if tok.size and (tok.min() < 0 or tok.max() >= self.vocab_size):
+            raise ValueError(f"{name} must hold tokens in [0, {self.vocab_size - 1}], got values in [{tok.min()}, {tok.max()}]")
+        return tok
+
+    # ------------------------------------------------------------------ forward filtering
+    def _forward(self, tokens: np.ndarray):
+        """Predictive distributions before every token and after the last, ``(n, T+1, V)``, and
+        the log-probability of each token ``(n, T)``."""
+        n, T = tokens.shape
+        belief = np.broadcast_to(self.initial, (n, self.num_states)).copy()
+        preds = np.empty((n, T + 1, self.vocab_size))
+        logp = np.empty((n, T))
+        for t in range(T + 1):
+            preds[:, t] = belief @ self.emission
+            if t == T:
+                break
+            w = belief * self.emission[:, tokens[:, t]].T
+            z = w.sum(axis=1)
+            ok = z > 0
+            with np.errstate(divide="ignore"):
+                logp[:, t] = np.log(z)
+            post = np.where(ok[:, None], w / np.where(ok, z, 1.0)[:, None], belief)
+            belief = post @ self.transition
+            belief /= belief.sum(axis=1, keepdims=True)
+        preds /= preds.sum(axis=-1, keepdims=True)
+        return preds, logp
+
+    def expert_probs(self, contexts, prefixes):
+        pre = self._check_tokens("prefixes", prefixes, max_len=self.horizon - 1)
+        return self._forward(pre)[0][:, -1]
+
+    def expert_step_probs(self, contexts, sequences):
+        seq = self._check_tokens("sequences", sequences, max_len=self.horizon)
+        return self._forward(seq)[0][:, :-1]
+
+    def expert_log_prob(self, contexts, sequences):
+        seq = self._check_tokens("sequences", sequences, exact_len=self.horizon)
+        return self._forward(seq)[1].sum(axis=1)
+
+    def sample_expert(self, n, rng=None):
+        rng = as_rng(rng)
+        n = check_int("n", n, 0)
+        seq = np.empty((n, self.horizon), dtype=np.int64)
+        z = sample_categorical(np.broadcast_to(self.initial, (n, self.num_states)), rng)
+        for h in range(self.horizon):
+            if h:
+                z = sample_categorical(self.transition[z], rng)
+            seq[:, h] = sample_categorical(self.emission[z], rng)
+        return np.zeros((n, 0), dtype=np.int64), seq
+
+    # ------------------------------------------------------------------ scoring
+    def reward(self, contexts, sequences):
+        seq = self._check_tokens("sequences", sequences, exact_len=self.horizon)
+        greedy = self._forward(seq)[0][:, :-1].argmax(axis=-1)
+        return (greedy == seq).mean(axis=1)
