@@ -6,7 +6,8 @@ Order of preference (the method used is reported, because it decides what C(H) m
    MixtureTeacher, where the objective is an explicit function of one or two parameters.
 2. ``optimiser (markov-dp)``: the task's expert is Markov in the class state
    (``task.expert_state_probs()``), so ``D_H^2`` is an exact, differentiable dynamic programme
-   (a matrix power); L-BFGS from several starts (the per-token fits and grid points).
+   (a matrix power); L-BFGS from several starts (zero, the per-token fits BC and Hellinger BC on
+   20,000 expert samples, and grid points).
 3. ``optimiser (enumeration)``: the same on the exact objective by enumeration of all sequences
    (``contexts x V^H <= 2^16``).
 4. ``optimiser (monte-carlo)``: the same on a Monte-Carlo objective over fixed expert samples.
@@ -99,7 +100,15 @@ def best_in_class(task: Task, starts: list[np.ndarray] | None = None, seed: int 
         method = "optimiser (monte-carlo)"
         exact = False
 
+    # starts: zero, the caller's, the per-token fits on a large expert sample, a few grid points
+    from ar_envs.data import generate
+
+    from .algorithms.bc import BC
+    from .algorithms.hellinger_bc import HellingerBC
+
+    big = generate(task, 20_000, seed=seed + 15485863)
     candidates = [np.zeros(fm.dim)] + list(starts or [])
+    candidates += [BC().fit(task, big, seed).theta, HellingerBC().fit(task, big, seed).theta]
     grid = parameter_grid(fm, 64, rng=seed)
     candidates += list(grid[np.random.default_rng(seed).permutation(len(grid))[:8]])
     best_theta, best_val = None, math.inf

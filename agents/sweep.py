@@ -201,7 +201,8 @@ def run_cell(cell: Cell, algorithm=None) -> dict:
     h2 = metrics["hellinger2"]
     b = best["hellinger2"]
     approx = approx_ci = None
-    if b is not None and b > 1e-15 and h2.value is not None:
+    # a best in class of (numerically) zero: the class is well specified, C(H) is undefined
+    if b is not None and b > 1e-9 and h2.value is not None:
         approx = h2.value / b
         if h2.ci95 is not None:
             approx_ci = [h2.ci95[0] / b, h2.ci95[1] / b]

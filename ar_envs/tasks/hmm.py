@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core import Task, as_rng, check_float, check_int, sample_categorical
+from ..core import FeatureMap, Task, as_rng, check_float, check_int, sample_categorical
 
 
 class HMMLanguage(Task):
@@ -55,6 +55,10 @@ class HMMLanguage(Task):
     window only. ``stickiness`` (longer memory) and ``concentration`` of the emissions (more
     ambiguous tokens, so the belief needs more evidence) move the expert away from every
     finite-window class; ``num_states = 1`` (i.i.d. tokens) is realisable by any window.
+
+    The canonical log-linear class (``feature_map``, used by the log-linear algorithms and the
+    best in class) is the bigram model: one free logit per (previous token or start, token),
+    i.e. the window-1 class. Wider windows are the neural window policies' ``window`` argument.
 
     ## Exact metrics
     ``enumerate_contexts`` is the single empty context, so ``ar_envs.metrics`` computes every
@@ -175,6 +179,27 @@ class HMMLanguage(Task):
         return np.zeros((n, 0), dtype=np.int64), seq
 
     # ------------------------------------------------------------------ scoring
+    def feature_map(self) -> FeatureMap:
+        """The bigram class: next-token logits indexed by the previous token (or the start)."""
+        if getattr(self, "_fm", None) is None:
+            V = self.vocab_size
+            S = V + 1  # previous token, or the start state V
+            feats = np.zeros((1, S, V, S * V))
+            for s in range(S):
+                for a in range(V):
+                    feats[0, s, a, s * V + a] = 1.0
+            self._fm = FeatureMap(
+                features=feats,
+                offset=np.zeros((1, S, V)),
+                transitions=np.tile(np.arange(V), (S, 1)),
+                initial_state=V,
+                context_index=lambda ctx: np.zeros(len(ctx), dtype=np.int64),
+                param_names=[f"logit[{'start' if s == V else s}->{a}]" for s in range(S) for a in range(V)],
+                grid_ranges=[(-4.0, 4.0)] * (S * V),
+                description="bigram (window-1) model: one logit per (previous token, token)",
+            )
+        return self._fm
+
     def reward(self, contexts, sequences):
         seq = self._check_tokens("sequences", sequences, exact_len=self.horizon)
         greedy = self._forward(seq)[0][:, :-1].argmax(axis=-1)
