@@ -337,6 +337,25 @@ class Task:
         return None
 
     # ------------------------------------------------------------------ helpers
+    def check_tokens(self, name: str, tokens, n: int | None = None, max_len: int | None = None,
+                     exact_len: int | None = None) -> np.ndarray:
+        """``tokens`` as an int64 ``(n, t)`` array of tokens in ``[0, V-1]``, or ``ValueError``
+        naming ``name`` (rows must be ``n`` if given; length ``<= max_len`` / ``== exact_len``)."""
+        tok = np.asarray(tokens)
+        if tok.ndim != 2 or (n is not None and tok.shape[0] != n):
+            rows = "" if n is None else f" with n = {n} rows"
+            raise ValueError(f"{name} must have shape (n, t){rows}, got {tok.shape}")
+        if exact_len is not None and tok.shape[1] != exact_len:
+            raise ValueError(f"{name} must have shape ({tok.shape[0]}, {exact_len}), got {tok.shape}")
+        if max_len is not None and tok.shape[1] > max_len:
+            raise ValueError(f"{name} must have length in [0, {max_len}] (the horizon is {self.horizon}), got {tok.shape[1]}")
+        if tok.size and not np.issubdtype(tok.dtype, np.integer):
+            raise ValueError(f"{name} must hold integer tokens, got dtype {tok.dtype}")
+        tok = tok.astype(np.int64, copy=False)
+        if tok.size and (tok.min() < 0 or tok.max() >= self.vocab_size):
+            raise ValueError(f"{name} must hold tokens in [0, {self.vocab_size - 1}], got values in [{tok.min()}, {tok.max()}]")
+        return tok
+
     def check_actions(self, actions: np.ndarray) -> None:
         actions = np.asarray(actions)
         if actions.size and (actions.min() < 0 or actions.max() >= self.vocab_size):

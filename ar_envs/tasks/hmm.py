@@ -117,21 +117,6 @@ class HMMLanguage(Task):
         }
 
     # ------------------------------------------------------------------ checks
-    def _check_tokens(self, name: str, tokens, max_len: int | None = None, exact_len: int | None = None):
-        tok = np.asarray(tokens)
-        if tok.ndim != 2:
-            raise ValueError(f"{name} must have shape (n, t), got {tok.shape}")
-        if exact_len is not None and tok.shape[1] != exact_len:
-            raise ValueError(f"{name} must have shape (n, {exact_len}), got {tok.shape}")
-        if max_len is not None and tok.shape[1] > max_len:
-            raise ValueError(f"{name} must have length in [0, {max_len}] (the horizon is {self.horizon}), got {tok.shape[1]}")
-        if tok.size and not np.issubdtype(tok.dtype, np.integer):
-            raise ValueError(f"{name} must hold integer tokens, got dtype {tok.dtype}")
-        tok = tok.astype(np.int64, copy=False)
-        if tok.size and (tok.min() < 0 or tok.max() >= self.vocab_size):
-            raise ValueError(f"{name} must hold tokens in [0, {self.vocab_size - 1}], got values in [{tok.min()}, {tok.max()}]")
-        return tok
-
     # ------------------------------------------------------------------ forward filtering
     def _forward(self, tokens: np.ndarray):
         """Predictive distributions before every token and after the last, ``(n, T+1, V)``, and
@@ -156,15 +141,15 @@ class HMMLanguage(Task):
         return preds, logp
 
     def expert_probs(self, contexts, prefixes):
-        pre = self._check_tokens("prefixes", prefixes, max_len=self.horizon - 1)
+        pre = self.check_tokens("prefixes", prefixes, max_len=self.horizon - 1)
         return self._forward(pre)[0][:, -1]
 
     def expert_step_probs(self, contexts, sequences):
-        seq = self._check_tokens("sequences", sequences, max_len=self.horizon)
+        seq = self.check_tokens("sequences", sequences, max_len=self.horizon)
         return self._forward(seq)[0][:, :-1]
 
     def expert_log_prob(self, contexts, sequences):
-        seq = self._check_tokens("sequences", sequences, exact_len=self.horizon)
+        seq = self.check_tokens("sequences", sequences, exact_len=self.horizon)
         return self._forward(seq)[1].sum(axis=1)
 
     def sample_expert(self, n, rng=None):
@@ -201,6 +186,6 @@ class HMMLanguage(Task):
         return self._fm
 
     def reward(self, contexts, sequences):
-        seq = self._check_tokens("sequences", sequences, exact_len=self.horizon)
+        seq = self.check_tokens("sequences", sequences, exact_len=self.horizon)
         greedy = self._forward(seq)[0][:, :-1].argmax(axis=-1)
         return (greedy == seq).mean(axis=1)

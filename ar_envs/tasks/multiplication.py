@@ -281,21 +281,6 @@ class Multiplication(Task):
                 raise ValueError(f"contexts must be prompts 'a * b =' with {d} digits (0..9) per operand (as made by sample_contexts)")
         return ctx
 
-    def _check_tokens(self, name: str, tokens, n: int, max_len: int | None = None, exact_len: int | None = None):
-        tok = np.asarray(tokens)
-        if tok.ndim != 2 or tok.shape[0] != n:
-            raise ValueError(f"{name} must have shape (n, t) with n = {n} rows, got {tok.shape}")
-        if exact_len is not None and tok.shape[1] != exact_len:
-            raise ValueError(f"{name} must have shape ({n}, {exact_len}), got {tok.shape}")
-        if max_len is not None and tok.shape[1] > max_len:
-            raise ValueError(f"{name} must have length in [0, {max_len}] (the horizon is {self.horizon}), got {tok.shape[1]}")
-        if tok.size and not np.issubdtype(tok.dtype, np.integer):
-            raise ValueError(f"{name} must hold integer tokens, got dtype {tok.dtype}")
-        tok = tok.astype(np.int64, copy=False)
-        if tok.size and (tok.min() < 0 or tok.max() >= self.vocab_size):
-            raise ValueError(f"{name} must hold tokens in [0, {self.vocab_size - 1}], got values in [{tok.min()}, {tok.max()}]")
-        return tok
-
     # ------------------------------------------------------------------ expert
     def product_digits(self, contexts) -> np.ndarray:
         """The true answer: ``2 d`` product digits, least significant first, ``(n, 2d)``."""
@@ -340,7 +325,7 @@ class Multiplication(Task):
         """The expert's token at every position given the written tokens before it, ``(n, T)``
         (the teacher-forced expert actions, one vectorised pass)."""
         ctx = self._check_contexts(contexts)
-        seq = self._check_tokens("sequences", sequences, len(ctx), max_len=self.horizon)
+        seq = self.check_tokens("sequences", sequences, len(ctx), max_len=self.horizon)
         T = seq.shape[1]
         if self.off_path == "reference":
             return self.reference(ctx)[:, :T]
@@ -348,7 +333,7 @@ class Multiplication(Task):
 
     def expert_probs(self, contexts, prefixes):
         ctx = self._check_contexts(contexts)
-        pre = self._check_tokens("prefixes", prefixes, len(ctx), max_len=self.horizon - 1)
+        pre = self.check_tokens("prefixes", prefixes, len(ctx), max_len=self.horizon - 1)
         t = pre.shape[1]
         if self.off_path == "reference":
             nxt = self.reference(ctx)[:, t]
@@ -365,7 +350,7 @@ class Multiplication(Task):
         return out
 
     def expert_log_prob(self, contexts, sequences):
-        seq = self._check_tokens("sequences", sequences, len(np.asarray(contexts)), exact_len=self.horizon)
+        seq = self.check_tokens("sequences", sequences, len(np.asarray(contexts)), exact_len=self.horizon)
         ok = np.all(self.expert_next_tokens(contexts, seq) == seq, axis=1)
         return np.where(ok, 0.0, -np.inf)
 
@@ -376,7 +361,7 @@ class Multiplication(Task):
     # ------------------------------------------------------------------ scoring
     def reward(self, contexts, sequences):
         ctx = self._check_contexts(contexts)
-        seq = self._check_tokens("sequences", sequences, len(ctx), exact_len=self.horizon)
+        seq = self.check_tokens("sequences", sequences, len(ctx), exact_len=self.horizon)
         return np.all(seq[:, -self.answer_length :] == self.product_digits(ctx), axis=1).astype(np.float64)
 
     def extra_metrics(self, contexts, generated) -> dict[str, float]:
@@ -384,7 +369,7 @@ class Multiplication(Task):
         ``digit_accuracy_k`` (the digit of ``10^k``, ``k = 0 .. 2d-1``) and, with
         ``cot="full"``, ``cot_exact_match`` (every CoT token equals the reference's)."""
         ctx = self._check_contexts(contexts)
-        gen = self._check_tokens("generated", generated, len(ctx), exact_len=self.horizon)
+        gen = self.check_tokens("generated", generated, len(ctx), exact_len=self.horizon)
         if len(ctx) == 0:
             raise ValueError("extra_metrics needs at least one generated sequence (n >= 1)")
         right = gen[:, -self.answer_length :] == self.product_digits(ctx)

@@ -175,21 +175,6 @@ class Parity(Task):
             raise ValueError("contexts must hold bits in [0, 1]")
         return ctx
 
-    def _check_tokens(self, name: str, tokens, n: int, max_len: int | None = None, exact_len: int | None = None):
-        tok = np.asarray(tokens)
-        if tok.ndim != 2 or tok.shape[0] != n:
-            raise ValueError(f"{name} must have shape (n, t) with n = {n} rows, got {tok.shape}")
-        if exact_len is not None and tok.shape[1] != exact_len:
-            raise ValueError(f"{name} must have shape ({n}, {exact_len}), got {tok.shape}")
-        if max_len is not None and tok.shape[1] > max_len:
-            raise ValueError(f"{name} must have length in [0, {max_len}] (the horizon is {self.horizon}), got {tok.shape[1]}")
-        if tok.size and not np.issubdtype(tok.dtype, np.integer):
-            raise ValueError(f"{name} must hold integer tokens, got dtype {tok.dtype}")
-        tok = tok.astype(np.int64, copy=False)
-        if tok.size and (tok.min() < 0 or tok.max() > 1):
-            raise ValueError(f"{name} must hold tokens in [0, 1], got values in [{tok.min()}, {tok.max()}]")
-        return tok
-
     # ------------------------------------------------------------------ expert
     def answer(self, contexts) -> np.ndarray:
         """The parity of the hidden subset, ``(n,)``."""
@@ -208,7 +193,7 @@ class Parity(Task):
     def expert_next_tokens(self, contexts, sequences) -> np.ndarray:
         """The expert's token at every position given the written tokens before it, ``(n, T)``."""
         ctx = self._check_contexts(contexts)
-        seq = self._check_tokens("sequences", sequences, len(ctx), max_len=self.horizon)
+        seq = self.check_tokens("sequences", sequences, len(ctx), max_len=self.horizon)
         T = seq.shape[1]
         ref = self.reference(ctx)[:, :T]
         if self.off_path == "reference" or self.cot == "none" or T == 0:
@@ -224,7 +209,7 @@ class Parity(Task):
 
     def expert_probs(self, contexts, prefixes):
         ctx = self._check_contexts(contexts)
-        pre = self._check_tokens("prefixes", prefixes, len(ctx), max_len=self.horizon - 1)
+        pre = self.check_tokens("prefixes", prefixes, len(ctx), max_len=self.horizon - 1)
         padded = np.concatenate([pre, np.zeros((len(ctx), 1), dtype=np.int64)], axis=1)
         nxt = self.expert_next_tokens(ctx, padded)[:, -1]
         out = np.zeros((len(ctx), 2))
@@ -238,7 +223,7 @@ class Parity(Task):
         return out
 
     def expert_log_prob(self, contexts, sequences):
-        seq = self._check_tokens("sequences", sequences, len(np.asarray(contexts)), exact_len=self.horizon)
+        seq = self.check_tokens("sequences", sequences, len(np.asarray(contexts)), exact_len=self.horizon)
         ok = np.all(self.expert_next_tokens(contexts, seq) == seq, axis=1)
         return np.where(ok, 0.0, -np.inf)
 
@@ -249,13 +234,13 @@ class Parity(Task):
     # ------------------------------------------------------------------ scoring
     def reward(self, contexts, sequences):
         ctx = self._check_contexts(contexts)
-        seq = self._check_tokens("sequences", sequences, len(ctx), exact_len=self.horizon)
+        seq = self.check_tokens("sequences", sequences, len(ctx), exact_len=self.horizon)
         return (seq[:, -1] == self.answer(ctx)).astype(np.float64)
 
     def extra_metrics(self, contexts, generated) -> dict[str, float]:
         """``answer_accuracy`` and, with a chain of thought, ``cot_exact_match``."""
         ctx = self._check_contexts(contexts)
-        gen = self._check_tokens("generated", generated, len(ctx), exact_len=self.horizon)
+        gen = self.check_tokens("generated", generated, len(ctx), exact_len=self.horizon)
         if len(ctx) == 0:
             raise ValueError("extra_metrics needs at least one generated sequence (n >= 1)")
         out = {"answer_accuracy": float(np.mean(gen[:, -1] == self.answer(ctx)))}

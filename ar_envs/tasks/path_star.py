@@ -240,21 +240,6 @@ class PathStar(Task):
             )
         return parent, child, path
 
-    def _check_tokens(self, name: str, tokens, n: int, max_len: int | None = None, exact_len: int | None = None):
-        tok = np.asarray(tokens)
-        if tok.ndim != 2 or tok.shape[0] != n:
-            raise ValueError(f"{name} must have shape (n, t) with n = {n} rows, got {tok.shape}")
-        if exact_len is not None and tok.shape[1] != exact_len:
-            raise ValueError(f"{name} must have shape ({n}, {exact_len}), got {tok.shape}")
-        if max_len is not None and tok.shape[1] > max_len:
-            raise ValueError(f"{name} must have length in [0, {max_len}] (the horizon is {self.horizon}), got {tok.shape[1]}")
-        if tok.size and not np.issubdtype(tok.dtype, np.integer):
-            raise ValueError(f"{name} must hold integer tokens, got dtype {tok.dtype}")
-        tok = tok.astype(np.int64, copy=False)
-        if tok.size and (tok.min() < 0 or tok.max() >= self.vocab_size):
-            raise ValueError(f"{name} must hold tokens in [0, {self.vocab_size - 1}], got values in [{tok.min()}, {tok.max()}]")
-        return tok
-
     def reference(self, contexts) -> np.ndarray:
         """The true answer (in the task's order) for each prompt, ``(n, l)``."""
         path = self._graph(contexts)[2]
@@ -266,7 +251,7 @@ class PathStar(Task):
         (``T <= l``): the teacher-forced expert actions, in one vectorised pass."""
         ctx = np.asarray(contexts)
         parent, child, path = self._graph(ctx)
-        seq = self._check_tokens("sequences", sequences, len(ctx), max_len=self.horizon)
+        seq = self.check_tokens("sequences", sequences, len(ctx), max_len=self.horizon)
         ref = path if self.order == "forward" else path[:, ::-1]
         T = seq.shape[1]
         out = ref[:, :T].copy()
@@ -278,7 +263,7 @@ class PathStar(Task):
 
     def expert_probs(self, contexts, prefixes):
         ctx = np.asarray(contexts)
-        pre = self._check_tokens("prefixes", prefixes, len(ctx), max_len=self.horizon - 1)
+        pre = self.check_tokens("prefixes", prefixes, len(ctx), max_len=self.horizon - 1)
         t = pre.shape[1]
         # the next token after the prefix = the teacher-forced action at position t
         padded = np.concatenate([pre, np.zeros((len(ctx), 1), dtype=np.int64)], axis=1)
@@ -294,20 +279,20 @@ class PathStar(Task):
         return out
 
     def expert_log_prob(self, contexts, sequences):
-        seq = self._check_tokens("sequences", sequences, len(np.asarray(contexts)), exact_len=self.horizon)
+        seq = self.check_tokens("sequences", sequences, len(np.asarray(contexts)), exact_len=self.horizon)
         ok = np.all(self.expert_next_tokens(contexts, seq) == seq, axis=1)
         return np.where(ok, 0.0, -np.inf)
 
     # ------------------------------------------------------------------ scoring
     def reward(self, contexts, sequences):
-        seq = self._check_tokens("sequences", sequences, len(np.asarray(contexts)), exact_len=self.horizon)
+        seq = self.check_tokens("sequences", sequences, len(np.asarray(contexts)), exact_len=self.horizon)
         return np.all(seq == self.reference(contexts), axis=1).astype(np.float64)
 
     def extra_metrics(self, contexts, generated) -> dict[str, float]:
         """``exact_match``, ``first_decision_accuracy`` and ``valid_arm_rate`` (see the class
         docstring), each a mean over the ``n`` generated answers ``(n, l)``."""
         ctx = np.asarray(contexts)
-        gen = self._check_tokens("generated", generated, len(ctx), exact_len=self.horizon)
+        gen = self.check_tokens("generated", generated, len(ctx), exact_len=self.horizon)
         parent, _, path = self._graph(ctx)
         n = len(ctx)
         if n == 0:
@@ -328,7 +313,7 @@ class PathStar(Task):
     # ------------------------------------------------------------------ training views
     def _full(self, contexts, sequences):
         ctx = self._check_contexts(contexts)
-        seq = self._check_tokens("sequences", sequences, len(ctx), exact_len=self.horizon)
+        seq = self.check_tokens("sequences", sequences, len(ctx), exact_len=self.horizon)
         return ctx, seq
 
     def teacher_forcing_batch(self, contexts, sequences):
