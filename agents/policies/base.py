@@ -20,10 +20,16 @@ padding after the prefix is never seen by the position that predicts the next to
 
 Subclasses implement ``forward(ids (n, T)) -> logits (n, T, V)`` and ``config`` (a dict that
 rebuilds the module, used by ``save`` / ``load``).
+
+The scoring, decoding and ``predict`` methods run without gradients and in evaluation mode (no
+dropout), restoring the module's mode afterwards, so their numbers do not depend on whether the
+module was left in training mode. :meth:`TokenPolicy.answer_logits` and ``forward`` are the
+differentiable entry points for training and follow the module's mode.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -35,6 +41,24 @@ from ar_envs.core import Task, as_rng
 from ar_envs.fileio import atomic_path
 
 POLICY_FORMAT = "ar-envs-policy"
+
+
+def _inference(method):
+    """Run ``method`` under ``torch.no_grad()`` in evaluation mode; the training mode is restored."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        was_training = self.training
+        if was_training:
+            self.eval()
+        try:
+            with torch.no_grad():
+                return method(self, *args, **kwargs)
+        finally:
+            if was_training:
+                self.train()
+
+    return wrapper
 
 
 def stream_spec(task: Task) -> dict:
@@ -107,7 +131,7 @@ class TokenPolicy(nn.Module):
         L = self.context_length
         return self.forward(ids)[:, L:, :]
 
-    @torch.no_grad()
+    @_inference
     def sequence_log_prob(self, contexts, sequences) -> np.ndarray:
         """Exact ``log P(a_1..a_H | x)`` under the policy (natural log), ``(n,)``, batched."""
         out = []
@@ -120,18 +144,18 @@ class TokenPolicy(nn.Module):
             out.append(logp.gather(-1, tgt[..., None])[..., 0].sum(dim=1).cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0)
 
-    @torch.no_grad()
+    @_inference
     def teacher_forced_probs(self, contexts, sequences) -> np.ndarray:
         """Next-token distributions at every answer position given the true prefix, ``(n, H, V)``."""
         return torch.softmax(self.answer_logits(contexts, sequences).double(), dim=-1).cpu().numpy()
 
-    @torch.no_grad()
+    @_inference
     def next_token_probs(self, contexts, prefixes) -> np.ndarray:
         ids = self.stream(contexts, prefixes)
         return torch.softmax(self.forward(ids)[:, -1, :].double(), dim=-1).cpu().numpy()
 
     # ------------------------------------------------------------------ decoding
-    @torch.no_grad()
+    @_inference
     def _decode(self, contexts, pick) -> np.ndarray:
         contexts = np.asarray(contexts)
         n = len(contexts)
@@ -149,14 +173,14 @@ class TokenPolicy(nn.Module):
         rng = as_rng(rng)
         return self._decode(contexts, lambda p: sample_categorical(p, rng))
 
-    @torch.no_grad()
+    @_inference
     def teacherless_decode(self, contexts) -> np.ndarray:
         """All answer tokens at once from ``[BOS] + context + DUMMY...`` (one parallel pass, argmax)."""
         logits = self.forward(self.teacherless_stream(np.asarray(contexts)))[:, self.context_length :, :]
         return logits.argmax(dim=-1).cpu().numpy()
 
     # ------------------------------------------------------------------ raw observations (RL code)
-    @torch.no_grad()
+    @_inference
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = False):
         """SB3-style ``predict`` on raw environment observations ``(L + H,)`` or ``(n, L + H)``."""
         obs = np.asarray(observation)
@@ -192,9 +216,18 @@ class TokenPolicy(nn.Module):
             raise ValueError(f"{path}: not a readable ar-envs policy file ({type(exc).__name__}: {exc})") from None
         if not isinstance(payload, dict) or payload.get("format") != POLICY_FORMAT:
             raise ValueError(f"{path}: not an ar-envs policy file")
+        fields = {"class": str, "spec": dict, "config": dict, "state_dict": dict}
+        for key, kind in fields.items():
+            if not isinstance(payload.get(key), kind):
+                raise ValueError(f"{path}: corrupt ar-envs policy file (field {key!r} missing or not a {kind.__name__})")
         cls = load_object(payload["class"], "policy class")
-        model = cls(payload["spec"], **payload["config"])
-        model.load_state_dict(payload["state_dict"])
+        if not (isinstance(cls, type) and issubclass(cls, TokenPolicy)):
+            raise ValueError(f"{path}: policy class {payload['class']!r} is not a TokenPolicy subclass")
+        try:
+            model = cls(payload["spec"], **payload["config"])
+            model.load_state_dict(payload["state_dict"])
+        except (TypeError, KeyError, RuntimeError, ValueError) as exc:
+            raise ValueError(f"{path}: corrupt ar-envs policy file ({type(exc).__name__}: {exc})") from None
         return model
 
     def describe(self) -> str:
