@@ -1,12 +1,41 @@
-"""Expert demonstrations: generation (and, later, saving / loading)."""
+"""Expert demonstrations: generation, saving and loading.
+
+A demonstrations file is one ``.npz`` archive (readable by ``numpy.load``) holding the arrays
+``contexts``, ``sequences`` (and ``expert_probs`` when generated ``with_probs``) and a JSON
+``metadata`` entry::
+
+    {"format": "ar_envs.demonstrations", "version": 1, "ar_envs_version": "...",
+     "task_name": "two-branch", "task_args": {...}, "seed": 0, "n": 1000,
+     "arrays": {"contexts": {"dtype": "|u1", "shape": [1000, 0]}, ...}, "sha256": "..."}
+
+``sha256`` is a checksum of the stored arrays (name, dtype, shape and bytes, in sorted order).
+Token arrays are stored in the smallest unsigned integer type that holds them and come back as
+``int64``. The file is written atomically (a temporary file in the same directory, then
+``os.replace``) and holds no timestamps, so the same demonstrations give the same bytes.
+Loading never unpickles anything; a truncated, corrupt or foreign file raises ``ValueError``
+naming the file and what is wrong.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+import os
+import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .core import Task, as_rng, check_int
+from .fileio import atomic_path
+
+__all__ = ["Demonstrations", "generate", "save_demonstrations", "load_demonstrations", "FORMAT_NAME", "FORMAT_VERSION"]
+
+FORMAT_NAME = "ar_envs.demonstrations"
+FORMAT_VERSION = 1
+_TOKEN_ARRAYS = ("contexts", "sequences")
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry can carry: no timestamps
 
 
 @dataclass
@@ -31,3 +60,198 @@ def generate(task: Task, n: int, seed: int | None = None, with_probs: bool = Fal
     ctx, seq = task.sample_expert(n, as_rng(seed))
     probs = task.expert_step_probs(ctx, seq) if with_probs else None
     return Demonstrations(ctx, seq, probs, task.name, task.task_args(), seed)
+
+
+# --------------------------------------------------------------------------------------------
+# saving
+# --------------------------------------------------------------------------------------------
+
+
+def _compact_tokens(name: str, arr) -> np.ndarray:
+    arr = np.asarray(arr)
+    if arr.ndim != 2 or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
+        raise ValueError(f"demos.{name} must be a 2-d integer token array, got shape {arr.shape} dtype {arr.dtype}")
+    arr = arr.astype(np.int64, copy=False)
+    if arr.size and arr.min() < 0:
+        return np.ascontiguousarray(arr)
+    top = int(arr.max()) if arr.size else 0
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if top <= np.iinfo(dtype).max:
+            return np.ascontiguousarray(arr, dtype=dtype)
+    return np.ascontiguousarray(arr)
+
+
+def _checksum(arrays: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = arrays[name]
+        h.update(json.dumps([name, a.dtype.str, list(a.shape)]).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def _json_seed(seed):
+    if seed is None or isinstance(seed, bool):
+        return None
+    if isinstance(seed, (int, np.integer)):
+        return int(seed)
+    return None  # e.g. a Generator: not reproducible from the file, recorded as null
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _write_member(zf: zipfile.ZipFile, name: str, arr: np.ndarray) -> None:
+    info = zipfile.ZipInfo(name + ".npy", date_time=_ZIP_DATE)
+    info.create_system = 3  # the same bytes on every platform
+    info.external_attr = 0o644 << 16
+    info.compress_type = zipfile.ZIP_STORED
+    zf.writestr(info, _npy_bytes(arr))
+
+
+def save_demonstrations(demos: Demonstrations, path: str | os.PathLike) -> None:
+    """Write ``demos`` to ``path`` (one ``.npz`` file, exactly that name) atomically.
+
+    The same demonstrations give byte-identical files. If writing fails, ``path`` keeps its
+    previous content (or does not exist) and no temporary file is left behind.
+    """
+    if not isinstance(demos, Demonstrations):
+        raise ValueError(f"demos must be a Demonstrations, got {type(demos).__name__}")
+    arrays = {name: _compact_tokens(name, getattr(demos, name)) for name in _TOKEN_ARRAYS}
+    n = arrays["sequences"].shape[0]
+    if arrays["contexts"].shape[0] != n:
+        raise ValueError(f"demos.contexts has {arrays['contexts'].shape[0]} rows but demos.sequences has {n}")
+    if demos.expert_probs is not None:
+        probs = np.ascontiguousarray(demos.expert_probs, dtype=np.float64)
+        if probs.ndim != 3 or probs.shape[:2] != arrays["sequences"].shape:
+            raise ValueError(f"demos.expert_probs must have shape (n, H, V) with (n, H) = {arrays['sequences'].shape}, got {probs.shape}")
+        arrays["expert_probs"] = probs
+    from . import __version__
+
+    meta = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "ar_envs_version": __version__,
+        "task_name": str(demos.task_name),
+        "task_args": demos.task_args,
+        "seed": _json_seed(demos.seed),
+        "n": int(n),
+        "arrays": {k: {"dtype": a.dtype.str, "shape": list(a.shape)} for k, a in sorted(arrays.items())},
+        "sha256": _checksum(arrays),
+    }
+    try:
+        meta_bytes = json.dumps(meta, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"demos.task_args must be JSON-serialisable (finite numbers, strings, lists, dicts): {exc}") from None
+    with atomic_path(path) as tmp:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+            _write_member(zf, "metadata", np.frombuffer(meta_bytes, dtype=np.uint8))
+            for name in sorted(arrays):
+                _write_member(zf, name, arrays[name])
+
+
+# --------------------------------------------------------------------------------------------
+# loading
+# --------------------------------------------------------------------------------------------
+
+
+def load_demonstrations(path: str | os.PathLike, task: Task | str | None = None) -> Demonstrations:
+    """Read a file written by :func:`save_demonstrations`.
+
+    ``task`` (a :class:`Task`, or a task name) is checked against the task the demonstrations
+    were generated from: same name, and for a ``Task`` the same ``task_args``.
+
+    Raises ``ValueError`` naming the file for anything that is not an intact demonstrations
+    file (truncated, corrupt, checksum mismatch, another format or a newer version), and for a
+    task mismatch. A missing file raises ``FileNotFoundError``.
+    """
+    path = os.fspath(path)
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic != b"PK\x03\x04":
+        raise ValueError(f"{path}: not an ar_envs demonstrations file (not an .npz archive)")
+
+    def bad(what: str) -> ValueError:
+        return _FileError(f"{path}: {what}")
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = {}
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy"):
+                    raise bad(f"not an ar_envs demonstrations file (unexpected entry {info.filename!r})")
+                members[info.filename[: -len(".npy")]] = info
+            if "metadata" not in members:
+                raise bad(f"not an ar_envs demonstrations file (no metadata entry; holds {sorted(members)})")
+            meta_raw = _read_npy(zf, members["metadata"])
+            if meta_raw.dtype != np.uint8 or meta_raw.ndim != 1:
+                raise bad("not an ar_envs demonstrations file (metadata is not a JSON byte string)")
+            try:
+                meta = json.loads(meta_raw.tobytes().decode())
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise bad(f"corrupt metadata ({exc})") from None
+            if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+                raise bad(f"not an ar_envs demonstrations file (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+            version = meta.get("version")
+            if not isinstance(version, int) or version < 1:
+                raise bad(f"corrupt metadata (version {version!r})")
+            if version > FORMAT_VERSION:
+                raise bad(f"format version {version} is newer than this ar_envs reads ({FORMAT_VERSION}); upgrade ar_envs")
+            declared = meta.get("arrays")
+            if not isinstance(declared, dict) or set(members) != set(declared) | {"metadata"}:
+                raise bad(f"corrupt file: arrays {sorted(set(members) - {'metadata'})} do not match the metadata")
+            arrays = {name: _read_npy(zf, members[name]) for name in sorted(declared)}
+    except _FileError:
+        raise
+    except Exception as exc:  # zip damage (bad CRC, truncation), npy header damage, object arrays
+        raise bad(f"corrupt or truncated file ({type(exc).__name__}: {exc})") from None
+
+    for name, a in arrays.items():
+        spec = declared[name]
+        if not isinstance(spec, dict) or a.dtype.str != spec.get("dtype") or list(a.shape) != spec.get("shape"):
+            raise bad(f"corrupt file: array {name!r} is {a.dtype.str} {list(a.shape)}, metadata says {spec}")
+    if _checksum(arrays) != meta.get("sha256"):
+        raise bad("corrupt file: SHA-256 checksum mismatch (the arrays changed after saving)")
+    for name in _TOKEN_ARRAYS:
+        if name not in arrays or arrays[name].ndim != 2:
+            raise bad(f"corrupt file: {name} must be a 2-d token array")
+    n = meta.get("n")
+    if arrays["sequences"].shape[0] != n or arrays["contexts"].shape[0] != n:
+        raise bad(f"corrupt file: metadata says n = {n}, arrays hold {arrays['sequences'].shape[0]} rows")
+
+    demos = Demonstrations(
+        contexts=arrays["contexts"].astype(np.int64),
+        sequences=arrays["sequences"].astype(np.int64),
+        expert_probs=arrays.get("expert_probs"),
+        task_name=meta.get("task_name", ""),
+        task_args=meta.get("task_args") or {},
+        seed=meta.get("seed"),
+    )
+    if task is not None:
+        _check_task(path, demos, task)
+    return demos
+
+
+class _FileError(ValueError):
+    """A refused file (the message names it)."""
+
+
+def _read_npy(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
+    # the whole entry is read first, so zip's CRC check runs before numpy parses the header
+    return np.lib.format.read_array(io.BytesIO(zf.read(info)), allow_pickle=False)
+
+
+def _check_task(path: str, demos: Demonstrations, task: Task | str) -> None:
+    if isinstance(task, str):
+        name, args = task, None
+    elif isinstance(task, Task):
+        name, args = task.name, json.loads(json.dumps(task.task_args()))
+    else:
+        raise ValueError(f"task must be a Task, a task name or None, got {type(task).__name__}")
+    if demos.task_name != name or (args is not None and demos.task_args != args):
+        have = f"{demos.task_name} {demos.task_args}"
+        want = name if args is None else f"{name} {args}"
+        raise ValueError(f"{path}: demonstrations of task {have}, but task {want} was asked for")

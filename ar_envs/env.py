@@ -10,6 +10,11 @@ policies accept it (they one-hot encode it). Action: ``Discrete(V)``. Reward: th
 reward at the last step, ``0`` before. ``info``: ``step`` (tokens generated so far) and, while the
 episode is running, ``expert_action`` (a draw from the expert's next-token distribution) and
 ``expert_probs`` (that distribution).
+
+The expert's draws come from their own generator, derived from the environment's ``np_random``
+at the first reset and at every seeded reset, so the contexts do not depend on them. With the
+same seed, ``SequenceVectorEnv(task, 1)`` reproduces ``SequenceEnv(task)`` step for step
+(observations, rewards and expert actions over consecutive episodes).
 """
 
 from __future__ import annotations
@@ -30,6 +35,43 @@ def observation_space(task: Task) -> spaces.MultiDiscrete:
     return spaces.MultiDiscrete(np.array(nvec, dtype=np.int64), dtype=np.int64)
 
 
+def _sample_rows(probs: np.ndarray, rng: np.random.Generator, one_hot: bool = False) -> np.ndarray:
+    """The same draws as :func:`~ar_envs.core.sample_categorical` (same generator use, same
+    results), faster on the env's hot path: for one-hot rows (deterministic experts) the inverse
+    CDF of a uniform in [0, 1) is the argmax, and for short rows the CDF is built column by
+    column (sequential sums, exactly as ``cumsum``, without its slow short-axis loop)."""
+    n, V = probs.shape
+    if V > 8 and not one_hot:
+        return sample_categorical(probs, rng)
+    r = rng.random(n)
+    if one_hot:
+        return probs.argmax(axis=1)
+    cdf = [probs[:, 0]]
+    for v in range(1, V):  # a loop over tokens, not over copies
+        cdf.append(cdf[-1] + probs[:, v])
+    u = r * cdf[-1]
+    out = (u >= cdf[0]).astype(np.int64)
+    for c in cdf[1:]:
+        out += u >= c
+    return np.minimum(out, V - 1, out=out)
+
+
+def _sample_row(probs: np.ndarray, rng: np.random.Generator) -> int:
+    """One draw from ``probs`` ``(V,)``, equal to ``sample_categorical(probs[None], rng)[0]``."""
+    row = probs.tolist()
+    u = rng.random()
+    total = 0.0
+    cdf = []
+    for p in row:  # Python floats add exactly like numpy's sequential cumsum
+        total += p
+        cdf.append(total)
+    u *= total
+    k = 0
+    for c in cdf:
+        k += u >= c
+    return min(k, len(row) - 1)
+
+
 class SequenceEnv(gym.Env):
     """A task as a single Gymnasium environment (see the module docstring for the spaces)."""
 
@@ -48,14 +90,14 @@ class SequenceEnv(gym.Env):
         self._obs = np.full(L + H, task.vocab_size, dtype=np.int64)
         self._t = 0
         self._done = True
-        self._expert_rng = np.random.default_rng(0)
+        self._expert_rng: np.random.Generator | None = None
 
     # the expert's distribution and a draw from it, after the current prefix
     def _expert_info(self, info: dict) -> dict:
         L = self.task.context_length
         probs = self.task.expert_probs(self._obs[None, :L], self._obs[None, L : L + self._t])[0]
         info["expert_probs"] = probs
-        info["expert_action"] = int(sample_categorical(probs[None], self._expert_rng)[0])
+        info["expert_action"] = _sample_row(probs, self._expert_rng)
         return info
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -63,23 +105,32 @@ class SequenceEnv(gym.Env):
         L = self.task.context_length
         self._obs[:] = self.task.vocab_size
         self._obs[:L] = self.task.sample_contexts(1, self.np_random)[0]
-        self._expert_rng = np.random.default_rng(self.np_random.integers(0, 2**63))
+        if seed is not None or self._expert_rng is None:
+            self._expert_rng = np.random.default_rng(self.np_random.integers(0, 2**63))
         self._t = 0
         self._done = False
         return self._obs.copy(), self._expert_info({"step": 0})
 
+    def _check_action(self, action) -> int:
+        V = self.task.vocab_size
+        if isinstance(action, np.ndarray) and action.shape == ():
+            action = action.item()
+        if type(action) is int or isinstance(action, np.integer):
+            a = int(action)
+        elif isinstance(action, (float, np.floating)) and float(action).is_integer():
+            a = int(action)  # an integral float (e.g. from a float array) names a token
+        else:
+            a = -1
+        if not 0 <= a < V:
+            raise ValueError(f"action must be a token in [0, {V - 1}], got {action!r}")
+        return a
+
     def step(self, action):
         if self._done:
             raise RuntimeError("the episode is over: call reset() before step()")
-        if not self.action_space.contains(action):
-            try:
-                action = int(action)
-            except (TypeError, ValueError):
-                action = None
-            if action is None or not self.action_space.contains(action):
-                raise ValueError(f"action must be a token in [0, {self.task.vocab_size - 1}], got {action!r}")
+        action = self._check_action(action)
         L, H = self.task.context_length, self.task.horizon
-        self._obs[L + self._t] = int(action)
+        self._obs[L + self._t] = action
         self._t += 1
         terminated = self._t == H
         reward = 0.0
@@ -103,7 +154,13 @@ class SequenceVectorEnv(VectorEnv):
 
     ``max_episode_steps`` truncates episodes early (``None`` or ``>= H``: episodes end by
     termination at the horizon). ``info`` holds ``step`` ``(n,)`` and ``expert_action`` ``(n,)`` /
-    ``expert_probs`` ``(n, V)`` with the mask ``_expert_action`` for the copies that are running.
+    ``expert_probs`` ``(n, V)`` with the masks ``_expert_action`` / ``_expert_probs`` for the
+    copies that are running (all of them, except on the step an episode ends).
+
+    All copies move in lockstep: every episode lasts exactly ``H`` steps (or
+    ``max_episode_steps``) and :meth:`reset` resets every copy, so the copies share one step
+    count, end their episodes on the same step and, ``NEXT_STEP``, all reset on the next one
+    (that step's actions are ignored). A step is therefore a handful of whole-array operations.
     """
 
     metadata = {"render_modes": ["ansi"], "autoreset_mode": AutoresetMode.NEXT_STEP}
@@ -123,80 +180,84 @@ class SequenceVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         n, L, H = self.num_envs, task.context_length, task.horizon
         self._obs = np.full((n, L + H), task.vocab_size, dtype=np.int64)
-        self._t = np.zeros(n, dtype=np.int64)
-        self._autoreset = np.zeros(n, dtype=bool)
-        self._rows = np.arange(n)
-        self._expert_rng = np.random.default_rng(0)
+        self._t = 0  # tokens generated so far, the same in every copy
+        self._ended = False  # the episodes ended on the last step: the next step resets them
+        self._expert_rng: np.random.Generator | None = None
 
-    def _reset_rows(self, mask: np.ndarray) -> None:
+    def _new_episodes(self) -> None:
         L = self.task.context_length
-        k = int(mask.sum())
-        self._obs[mask] = self.task.vocab_size
+        self._obs[:] = self.task.vocab_size
         if L:
-            self._obs[mask, :L] = self.task.sample_contexts(k, self.np_random)
-        self._t[mask] = 0
+            self._obs[:, :L] = self.task.sample_contexts(self.num_envs, self.np_random)
+        self._t = 0
+        self._ended = False
 
-    def _expert_info(self, info: dict, running: np.ndarray) -> dict:
+    def _expert_info(self, info: dict) -> dict:
         n, V, L = self.num_envs, self.task.vocab_size, self.task.context_length
-        probs = np.zeros((n, V))
-        for t in np.unique(self._t[running]):  # all copies share one step count unless truncated
-            rows = running & (self._t == t)
-            probs[rows] = self.task.expert_probs(self._obs[rows, :L], self._obs[rows, L : L + t])
-        actions = np.full(n, -1, dtype=np.int64)
-        if running.any():
-            actions[running] = sample_categorical(probs[running], self._expert_rng)
+        if self._ended:  # nothing to predict after the last token
+            probs = np.zeros((n, V))
+            actions = np.full(n, -1, dtype=np.int64)
+        else:
+            probs = self.task.expert_probs(self._obs[:, :L], self._obs[:, L : L + self._t])
+            actions = _sample_rows(probs, self._expert_rng, self.task.deterministic_expert)
+        running = np.full(n, not self._ended)
         info["expert_probs"] = probs
         info["expert_action"] = actions
-        info["_expert_action"] = running.copy()
+        info["_expert_action"] = running
         info["_expert_probs"] = running.copy()
         return info
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        self._reset_rows(np.ones(self.num_envs, dtype=bool))
-        self._expert_rng = np.random.default_rng(self.np_random.integers(0, 2**63))
-        self._autoreset[:] = False
-        running = np.ones(self.num_envs, dtype=bool)
-        info = {"step": self._t.copy(), "_step": running.copy()}
-        return self._obs.copy(), self._expert_info(info, running)
+        self._new_episodes()
+        if seed is not None or self._expert_rng is None:
+            self._expert_rng = np.random.default_rng(self.np_random.integers(0, 2**63))
+        n = self.num_envs
+        info = {"step": np.zeros(n, dtype=np.int64), "_step": np.ones(n, dtype=bool)}
+        return self._obs.copy(), self._expert_info(info)
+
+    def _check_actions(self, actions) -> np.ndarray:
+        n, V = self.num_envs, self.task.vocab_size
+        actions = np.asarray(actions)
+        if actions.shape != (n,):
+            raise ValueError(f"actions must be {n} integer tokens, shape ({n},), got shape {actions.shape}")
+        if not np.issubdtype(actions.dtype, np.integer):
+            integral = np.issubdtype(actions.dtype, np.floating) and bool(np.all(np.mod(actions, 1) == 0))
+            if not integral:
+                raise ValueError(f"actions must be {n} integer tokens, shape ({n},), got dtype {actions.dtype}")
+            actions = actions.astype(np.int64)
+        lo, hi = actions.min(), actions.max()
+        if lo < 0 or hi >= V:
+            raise ValueError(f"actions must be tokens in [0, {V - 1}], got values in [{lo}, {hi}]")
+        return actions
 
     def step(self, actions):
-        actions = np.asarray(actions)
-        if actions.shape != (self.num_envs,) or not np.issubdtype(actions.dtype, np.integer):
-            if actions.shape == (self.num_envs,) and np.all(np.mod(actions, 1) == 0):
-                actions = actions.astype(np.int64)
-            else:
-                raise ValueError(
-                    f"actions must be {self.num_envs} integer tokens, shape ({self.num_envs},), got shape {actions.shape} dtype {actions.dtype}"
-                )
-        V, L, H = self.task.vocab_size, self.task.context_length, self.task.horizon
-        if actions.min() < 0 or actions.max() >= V:
-            raise ValueError(f"actions must be tokens in [0, {V - 1}], got values in [{actions.min()}, {actions.max()}]")
-        resetting = self._autoreset.copy()
-        if resetting.any():
-            self._reset_rows(resetting)
-        live = ~resetting
-        self._obs[self._rows[live], L + self._t[live]] = actions[live]
-        self._t[live] += 1
-        terminated = live & (self._t == H)
-        truncated = np.zeros(self.num_envs, dtype=bool)
-        if self.max_episode_steps is not None:
-            truncated = live & ~terminated & (self._t >= self.max_episode_steps)
-        rewards = np.zeros(self.num_envs)
-        if terminated.any():
-            rewards[terminated] = self.task.reward(self._obs[terminated, :L], self._obs[terminated, L:])
-        self._autoreset = terminated | truncated
-        running = ~self._autoreset
-        info = {"step": self._t.copy(), "_step": np.ones(self.num_envs, dtype=bool)}
-        return self._obs.copy(), rewards, terminated, truncated, self._expert_info(info, running)
+        if self._expert_rng is None:
+            raise RuntimeError("call reset() before step()")
+        actions = self._check_actions(actions)
+        n, L, H = self.num_envs, self.task.context_length, self.task.horizon
+        terminated = truncated = False
+        if self._ended:  # NEXT_STEP autoreset: every copy starts a new episode, actions ignored
+            self._new_episodes()
+        else:
+            self._obs[:, L + self._t] = actions
+            self._t += 1
+            terminated = self._t == H
+            truncated = not terminated and self.max_episode_steps is not None and self._t >= self.max_episode_steps
+            self._ended = terminated or truncated
+        if terminated:
+            rewards = np.array(self.task.reward(self._obs[:, :L], self._obs[:, L:]), dtype=np.float64)
+        else:
+            rewards = np.zeros(n)
+        info = {"step": np.full(n, self._t, dtype=np.int64), "_step": np.ones(n, dtype=bool)}
+        obs = self._obs.copy()
+        return obs, rewards, np.full(n, terminated), np.full(n, truncated), self._expert_info(info)
 
     def render(self):
         if self.render_mode != "ansi":
             return None
-        L = self.task.context_length
-        return "\n".join(
-            self.task.render_tokens(self._obs[i, :L], self._obs[i, L : L + self._t[i]]) for i in range(self.num_envs)
-        )
+        L, t = self.task.context_length, self._t
+        return "\n".join(self.task.render_tokens(self._obs[i, :L], self._obs[i, L : L + t]) for i in range(self.num_envs))
 
 
 # --------------------------------------------------------------------------------------------

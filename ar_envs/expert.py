@@ -15,6 +15,9 @@ class ExpertPolicy:
     batch ``(n, L + H)`` as produced by :class:`~ar_envs.env.SequenceEnv`; the prefix is read off
     the observation (the tokens before the first padding id). ``deterministic=True`` takes the
     expert's most likely token, otherwise a draw from its distribution (seeded by ``seed``).
+    A complete sequence (the last observation of an episode, which a Gymnasium vector env with
+    ``NEXT_STEP`` autoreset returns before its reset step) has no next token: ``predict`` gives
+    it the placeholder action ``0``, which that reset step ignores; ``action_probs`` refuses it.
     For code that needs an actual SB3 ``BasePolicy`` use ``agents.sb3.ExpertSB3Policy``.
     """
 
@@ -34,24 +37,30 @@ class ExpertPolicy:
         lengths = (gen != self.task.vocab_size).sum(axis=1)
         return obs2[:, :L], gen, lengths, obs.ndim == 1
 
-    def action_probs(self, observation) -> np.ndarray:
-        """The expert's next-token distribution for each observation, ``(n, V)``."""
-        ctx, gen, lengths, _ = self.split(observation)
+    def _probs(self, ctx, gen, lengths) -> np.ndarray:
         probs = np.zeros((len(ctx), self.task.vocab_size))
-        if np.any(lengths >= self.task.horizon):
-            raise ValueError("observation holds a complete sequence: there is no next token to predict")
         for t in np.unique(lengths):
             rows = lengths == t
             probs[rows] = self.task.expert_probs(ctx[rows], gen[rows, :t])
         return probs
 
+    def action_probs(self, observation) -> np.ndarray:
+        """The expert's next-token distribution for each observation, ``(n, V)``."""
+        ctx, gen, lengths, _ = self.split(observation)
+        if np.any(lengths >= self.task.horizon):
+            raise ValueError("observation holds a complete sequence: there is no next token to predict")
+        return self._probs(ctx, gen, lengths)
+
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = False):
-        probs = self.action_probs(observation)
-        if deterministic:
-            actions = probs.argmax(axis=1)
+        ctx, gen, lengths, single = self.split(observation)
+        live = lengths < self.task.horizon  # complete sequences get the placeholder 0
+        actions = np.zeros(len(ctx), dtype=np.int64)
+        if live.all():
+            probs = self._probs(ctx, gen, lengths)
         else:
-            actions = sample_categorical(probs, self.rng)
-        single = np.asarray(observation).ndim == 1
+            probs = self._probs(ctx[live], gen[live], lengths[live])
+        if len(probs):
+            actions[live] = probs.argmax(axis=1) if deterministic else sample_categorical(probs, self.rng)
         return (actions[0] if single else actions), state
 
     # the policy protocol of ar_envs.metrics / ar_envs.diagnostics (contexts and prefixes directly)
