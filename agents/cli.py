@@ -53,11 +53,80 @@ def _run_sweep(args, task: str, task_args: dict, horizons, algorithms) -> list[d
     )
 
 
+def _fmt(value) -> str:
+    import json
+
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def build_algorithms(names: str, policy: str | None = None, policy_args: dict | None = None,
+                     algo_args: dict | None = None) -> list:
+    """The ``--algorithms`` list, as instances built with ``--policy`` / ``--policy-arg`` /
+    ``--algo-arg`` where those apply (an algorithm whose constructor takes ``policy``, resp. the
+    named argument); the others stay names. An instance's label (the ``algorithm`` field of its
+    records) lists what it was built with, e.g. ``bc[transformer(n_layer=2),epochs=5]``, so that
+    cells with different options never count as the same finished cell."""
+    import inspect
+    import sys
+
+    from agents.algorithms.base import _registry
+    from ar_envs.core import load_object
+
+    policy_args, algo_args = dict(policy_args or {}), dict(algo_args or {})
+    names = [a.strip() for a in names.split(",") if a.strip()] if isinstance(names, str) else list(names)
+    if policy_args and policy is None:
+        raise ValueError("--policy-arg needs --policy (the policy class the arguments are for)")
+    if policy is None and not algo_args:
+        return names
+    reg = _registry()
+    out, used, took_policy = [], set(), []
+    for name in names:
+        cls = reg.get(name)
+        if cls is None and ":" in name:
+            cls = load_object(name, "algorithm")
+        if not isinstance(cls, type):
+            if cls is None:
+                raise ValueError(f"unknown algorithm {name!r}; choose one of {sorted(reg)} or give package.module:Name")
+            out.append(name)  # a plain function: nothing to pass
+            continue
+        accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        kwargs = {k: v for k, v in algo_args.items() if k in accepted}
+        used |= set(kwargs)
+        parts = []
+        if policy is not None and "policy" in accepted:
+            kwargs["policy"] = policy
+            if policy_args:
+                kwargs["policy_args"] = policy_args
+            took_policy.append(name)
+            inner = ",".join(f"{k}={_fmt(v)}" for k, v in sorted(policy_args.items()))
+            parts.append(f"{policy}({inner})" if inner else policy)
+        elif policy is not None:
+            print(f"note: --policy {policy} does not apply to {name} (it has no neural version)", file=sys.stderr)
+        if not kwargs:
+            out.append(name)
+            continue
+        parts += [f"{k}={_fmt(v)}" for k, v in sorted(kwargs.items()) if k not in ("policy", "policy_args")]
+        try:
+            alg = cls(**kwargs)
+        except TypeError as exc:
+            raise ValueError(f"algorithm {name!r} rejected {sorted(kwargs)}: {exc}") from None
+        alg.name = f"{name}[{','.join(parts)}]"
+        out.append(alg)
+    unused = sorted(set(algo_args) - used)
+    if unused:
+        raise ValueError(f"--algo-arg {', '.join(unused)} is not an argument of any of the algorithms {names}")
+    if policy is not None and not took_policy:
+        raise ValueError(f"--policy applies to algorithms with a neural version; none of {names} has one")
+    return out
+
+
 def cmd_sweep(args) -> int:
-    from agents.sweep import parse_task_args
+    from agents.sweep import parse_name_values, parse_task_args
 
     task_args = parse_task_args(args.task_arg)
-    _run_sweep(args, args.task, task_args, args.horizons, args.algorithms)
+    algorithms = build_algorithms(args.algorithms, args.policy, parse_name_values(args.policy_arg, "--policy-arg"),
+                                  parse_name_values(args.algo_arg, "--algo-arg"))
+    _run_sweep(args, args.task, task_args, args.horizons, algorithms)
     print(f"results in {args.out}; next: ar-envs report {args.out}")
     return 0
 
@@ -94,9 +163,9 @@ def cmd_demo(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from agents.bench import main as bench_main
+    from agents.bench import run_args
 
-    return bench_main(args.bench_args) or 0
+    return run_args(args) or 0
 
 
 def _add_run_options(p, out_default: str, seeds: int, samples: int):
@@ -120,6 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task-arg", action="append", default=[], metavar="NAME=VALUE", help="task argument (repeatable)")
     p.add_argument("--horizons", required=True, help="comma-separated horizons, e.g. 10,50,100")
     p.add_argument("--algorithms", required=True, help="comma-separated names or package.module:Name")
+    p.add_argument("--policy", choices=("linear", "mlp", "transformer"), default=None,
+                   help="neural policy class for the algorithms that train one (bc then trains it instead of the log-linear class)")
+    p.add_argument("--policy-arg", action="append", default=[], metavar="NAME=VALUE",
+                   help="policy constructor argument, e.g. n_layer=2 (repeatable; needs --policy)")
+    p.add_argument("--algo-arg", action="append", default=[], metavar="NAME=VALUE",
+                   help="algorithm constructor argument, e.g. epochs=5 (repeatable; given to each algorithm that takes it)")
     _add_run_options(p, "results.jsonl", seeds=3, samples=1000)
     p.set_defaults(func=cmd_sweep)
 
@@ -134,7 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("bench", help="environment speed against Gymnasium's CartPole-v1, as ratios measured in one run")
-    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="options passed to the benchmark (see ar-envs bench -- --help)")
+    from agents.bench import add_arguments
+
+    add_arguments(p)
     p.set_defaults(func=cmd_bench)
     return parser
 

@@ -299,6 +299,26 @@ class Task:
             seq[:, h] = sample_categorical(p, rng)
         return contexts, seq
 
+    def expert_plan(self, contexts: np.ndarray):
+        """Per-context work the expert can reuse at every step of an episode (e.g. path-star's
+        parsed graph); ``None`` when there is nothing to reuse. Environments call it once per
+        episode and pass the result to :meth:`expert_probs_planned`."""
+        return None
+
+    def expert_probs_planned(self, contexts: np.ndarray, prefixes: np.ndarray, plan) -> np.ndarray:
+        """:meth:`expert_probs` given :meth:`expert_plan`'s result for the same ``contexts``."""
+        return self.expert_probs(contexts, prefixes)
+
+    def sample_contexts_planned(self, n: int, rng: np.random.Generator):
+        """``(contexts, expert_plan(contexts))``; a task whose sampler already knows the plan
+        overrides this (same contexts as :meth:`sample_contexts` for the same generator)."""
+        contexts = self.sample_contexts(n, rng)
+        return contexts, self.expert_plan(contexts)
+
+    def reward_planned(self, contexts: np.ndarray, sequences: np.ndarray, plan) -> np.ndarray:
+        """:meth:`reward` given :meth:`expert_plan`'s result for the same ``contexts``."""
+        return self.reward(contexts, sequences)
+
     def expert_step_probs(self, contexts: np.ndarray, sequences: np.ndarray) -> np.ndarray:
         """Teacher-forced expert distributions at every position, ``(n, T, V)``."""
         sequences = np.asarray(sequences)

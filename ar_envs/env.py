@@ -91,11 +91,12 @@ class SequenceEnv(gym.Env):
         self._t = 0
         self._done = True
         self._expert_rng: np.random.Generator | None = None
+        self._plan = None
 
     # the expert's distribution and a draw from it, after the current prefix
     def _expert_info(self, info: dict) -> dict:
         L = self.task.context_length
-        probs = self.task.expert_probs(self._obs[None, :L], self._obs[None, L : L + self._t])[0]
+        probs = self.task.expert_probs_planned(self._obs[None, :L], self._obs[None, L : L + self._t], self._plan)[0]
         info["expert_probs"] = probs
         info["expert_action"] = _sample_row(probs, self._expert_rng)
         return info
@@ -104,7 +105,8 @@ class SequenceEnv(gym.Env):
         super().reset(seed=seed)
         L = self.task.context_length
         self._obs[:] = self.task.vocab_size
-        self._obs[:L] = self.task.sample_contexts(1, self.np_random)[0]
+        contexts, self._plan = self.task.sample_contexts_planned(1, self.np_random)
+        self._obs[:L] = contexts[0]
         if seed is not None or self._expert_rng is None:
             self._expert_rng = np.random.default_rng(self.np_random.integers(0, 2**63))
         self._t = 0
@@ -137,7 +139,7 @@ class SequenceEnv(gym.Env):
         info: dict[str, Any] = {"step": self._t}
         if terminated:
             self._done = True
-            reward = float(self.task.reward(self._obs[None, :L], self._obs[None, L:])[0])
+            reward = float(self.task.reward_planned(self._obs[None, :L], self._obs[None, L:], self._plan)[0])
         else:
             self._expert_info(info)
         return self._obs.copy(), reward, terminated, False, info
@@ -183,12 +185,15 @@ class SequenceVectorEnv(VectorEnv):
         self._t = 0  # tokens generated so far, the same in every copy
         self._ended = False  # the episodes ended on the last step: the next step resets them
         self._expert_rng: np.random.Generator | None = None
+        self._plan = None
 
     def _new_episodes(self) -> None:
         L = self.task.context_length
         self._obs[:] = self.task.vocab_size
         if L:
-            self._obs[:, :L] = self.task.sample_contexts(self.num_envs, self.np_random)
+            self._obs[:, :L], self._plan = self.task.sample_contexts_planned(self.num_envs, self.np_random)
+        else:
+            self._plan = self.task.expert_plan(self._obs[:, :0])
         self._t = 0
         self._ended = False
 
@@ -198,7 +203,7 @@ class SequenceVectorEnv(VectorEnv):
             probs = np.zeros((n, V))
             actions = np.full(n, -1, dtype=np.int64)
         else:
-            probs = self.task.expert_probs(self._obs[:, :L], self._obs[:, L : L + self._t])
+            probs = self.task.expert_probs_planned(self._obs[:, :L], self._obs[:, L : L + self._t], self._plan)
             actions = _sample_rows(probs, self._expert_rng, self.task.deterministic_expert)
         running = np.full(n, not self._ended)
         info["expert_probs"] = probs
@@ -246,7 +251,7 @@ class SequenceVectorEnv(VectorEnv):
             truncated = not terminated and self.max_episode_steps is not None and self._t >= self.max_episode_steps
             self._ended = terminated or truncated
         if terminated:
-            rewards = np.array(self.task.reward(self._obs[:, :L], self._obs[:, L:]), dtype=np.float64)
+            rewards = np.array(self.task.reward_planned(self._obs[:, :L], self._obs[:, L:], self._plan), dtype=np.float64)
         else:
             rewards = np.zeros(n)
         info = {"step": np.full(n, self._t, dtype=np.int64), "_step": np.ones(n, dtype=bool)}

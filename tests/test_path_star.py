@@ -341,3 +341,20 @@ def test_vector_env_expert_gets_reward_one():
         obs, r, term, trunc, info = venv.step(info["expert_action"])
     assert term.all() and np.all(r == 1.0)
     venv.close()
+
+
+@pytest.mark.parametrize("order", ["forward", "reverse"])
+@pytest.mark.parametrize("off_path", ["reference", "consistent"])
+def test_planned_expert_and_reward_equal_the_plain_ones(order, off_path):
+    """The environments' fast path (a plan per episode) computes exactly the plain methods."""
+    task = PathStar(degree=3, path_length=4, num_nodes=15, order=order, off_path=off_path)
+    ctx_plain = task.sample_contexts(64, np.random.default_rng(9))
+    ctx, plan = task.sample_contexts_planned(64, np.random.default_rng(9))
+    assert np.array_equal(ctx, ctx_plain)
+    rng = np.random.default_rng(1)
+    for t in range(task.horizon):
+        prefixes = rng.integers(0, task.vocab_size, size=(64, t))
+        assert np.array_equal(task.expert_probs_planned(ctx, prefixes, plan), task.expert_probs(ctx, prefixes))
+    seqs = np.concatenate([task.reference(ctx)[:32], rng.integers(0, task.num_nodes, size=(32, task.horizon))])
+    assert np.array_equal(task.reward_planned(ctx, seqs, plan), task.reward(ctx, seqs))
+    assert task.reward_planned(ctx, seqs, plan)[:32].all()

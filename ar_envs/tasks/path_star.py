@@ -167,14 +167,14 @@ class PathStar(Task):
         d, l, N, E = self.degree, self.path_length, self.num_nodes, self.num_edges
         rows = np.arange(n)
         # distinct random ids: the first E+1 entries of a random permutation of 0..N-1
-        nodes = np.argsort(rng.random((n, N)), axis=1, kind="stable")[:, : E + 1]
+        nodes = np.argsort(rng.random((n, N)), axis=1)[:, : E + 1]  # ties have probability 0
         source = nodes[:, 0]
         arms = nodes[:, 1:].reshape(n, d, l - 1)
         goal_arm = rng.integers(0, d, size=n)  # (equal in law to a fixed arm: the ids are random)
         path = np.concatenate([source[:, None], arms[rows, goal_arm]], axis=1)
         # edges (parent -> child) arm by arm, then shuffled independently per graph
         parents = np.concatenate([np.broadcast_to(source[:, None, None], (n, d, 1)), arms[:, :, :-1]], axis=2)
-        perm = np.argsort(rng.random((n, E)), axis=1, kind="stable")
+        perm = np.argsort(rng.random((n, E)), axis=1)
         u = np.take_along_axis(parents.reshape(n, E), perm, axis=1)
         v = np.take_along_axis(arms.reshape(n, E), perm, axis=1)
         ctx = np.broadcast_to(self._template, (n, self.context_length)).copy()
@@ -186,6 +186,20 @@ class PathStar(Task):
 
     def sample_contexts(self, n, rng):
         return self._sample(n, rng)[0]
+
+    def sample_contexts_planned(self, n, rng):
+        ctx, path = self._sample(n, rng)
+        E = self.num_edges
+        rows = np.arange(n)[:, None]
+        u, v = ctx[:, 0 : 3 * E : 3], ctx[:, 1 : 3 * E : 3]
+        if self.order == "forward":
+            step = np.full((n, self.vocab_size), -1, dtype=np.int64)
+            step[rows, u] = v
+            step[rows[:, 0], path[:, 0]] = -1  # the source has d children: no unique child
+            return ctx, (step, path)
+        step = np.full((n, self.vocab_size), -1, dtype=np.int64)
+        step[rows, v] = u
+        return ctx, (step, path[:, ::-1].copy())
 
     def sample_expert(self, n, rng=None):
         """Contexts and their answers, fully vectorised (same contexts as ``sample_contexts``
@@ -271,6 +285,31 @@ class PathStar(Task):
         out = np.zeros((len(ctx), self.vocab_size))
         out[np.arange(len(ctx)), nxt] = 1.0
         return out
+
+    def expert_plan(self, contexts):
+        """The parsed graphs ``(step table, reference answer)`` of an episode's prompts."""
+        parent, child, path = self._graph(contexts)
+        if self.order == "forward":
+            return child, path
+        return parent, path[:, ::-1].copy()
+
+    def expert_probs_planned(self, contexts, prefixes, plan):
+        step, ref = plan
+        n, t = len(ref), np.shape(prefixes)[1]
+        if t >= self.horizon:
+            raise ValueError(f"prefixes must have length in [0, {self.horizon - 1}], got {t}")
+        nxt = ref[:, t]
+        if self.off_path == "consistent" and t > 0:
+            last = np.asarray(prefixes)[:, t - 1]
+            cont = step[np.arange(n), last]
+            nxt = np.where(cont >= 0, cont, nxt)
+        out = np.zeros((n, self.vocab_size))
+        out[np.arange(n), nxt] = 1.0
+        return out
+
+    def reward_planned(self, contexts, sequences, plan):
+        seq = self.check_tokens("sequences", sequences, len(plan[1]), exact_len=self.horizon)
+        return np.all(seq == plan[1], axis=1).astype(np.float64)
 
     def expert_step_probs(self, contexts, sequences):
         nxt = self.expert_next_tokens(contexts, sequences)
