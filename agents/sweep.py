@@ -146,11 +146,34 @@ def cell_key(task_name: str, task_args: dict, algorithm: str, seed: int, n_sampl
 _BEST_CACHE: dict[str, dict] = {}
 
 
-def _best(task: Task) -> dict:
+def _is_neural(policy) -> bool:
+    """A torch policy (transformer, window MLP / linear, or a wrapper such as the teacherless
+    decoder): its class is not the task's log-linear class."""
+    import torch
+
+    return isinstance(policy, torch.nn.Module)
+
+
+def _policy_class(policy) -> str:
+    from .policies.loglinear import LogLinearPolicy
+
+    if isinstance(policy, LogLinearPolicy):
+        return "log-linear"
+    if _is_neural(policy):
+        from .training import policy_kind
+
+        return policy_kind(getattr(policy, "model", policy))
+    return type(policy).__name__
+
+
+def _best(task: Task, policy=None) -> dict:
     """The best in class, or ``hellinger2 = None`` with the reason when the task has no class
-    for which it is computed (C(H) is then not reported)."""
+    for which it is computed, or when the policy is neural: the best of the log-linear class is
+    not the best of a transformer's or an MLP's class (C(H) is then not reported)."""
     from .best_in_class import best_in_class
 
+    if _is_neural(policy):
+        return {"hellinger2": None, "method": "unavailable: neural policy class", "exact": False}
     key = json.dumps([task.name, type(task).__qualname__, task.task_args()], sort_keys=True, default=str)
     if key not in _BEST_CACHE:
         if task.feature_map() is None:
@@ -197,7 +220,7 @@ def run_cell(cell: Cell, algorithm=None) -> dict:
     if not callable(getattr(policy, "sequence_log_prob", None)):
         raise TypeError(f"algorithm {cell.algorithm!r} returned {type(policy).__name__}, which has no sequence_log_prob()")
     metrics = sequence_metrics(task, policy, n_samples=cell.eval_samples, rng=cell.seed + 1_000_003)
-    best = _best(task)
+    best = _best(task, policy)
     h2 = metrics["hellinger2"]
     b = best["hellinger2"]
     approx = approx_ci = None
@@ -225,7 +248,7 @@ def run_cell(cell: Cell, algorithm=None) -> dict:
         "ci95": {name: list(est.ci95) for name, est in metrics.items() if est.ci95 is not None},
         "metric_methods": {name: est.method for name, est in metrics.items()},
         "diagnostics": _diagnostics(task, policy, cell),
-        "fit_log": getattr(alg, "log", {}),
+        "fit_log": {"policy_class": _policy_class(policy), **getattr(alg, "log", {})},
         "wall_s": time.perf_counter() - start,
         "ar_envs_version": ar_envs.__version__,
     }
@@ -237,20 +260,42 @@ def run_cell(cell: Cell, algorithm=None) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
-def parse_task_args(items: Iterable[str]) -> dict:
-    """``["eps=0.01", "offset=5.8"]`` -> ``{"eps": 0.01, "offset": 5.8}`` (JSON values, else strings)."""
+def _picklable(obj) -> bool:
+    """Instances of this package's algorithms (e.g. built by the CLI with options) go to worker
+    processes when they pickle; other instances run here (their class may not be importable
+    in a worker)."""
+    import pickle
+
+    if not type(obj).__module__.startswith("agents."):
+        return False
+    try:
+        pickle.dumps(obj)
+    except Exception:  # noqa: BLE001 - any failure means: run in this process
+        return False
+    return True
+
+
+def parse_name_values(items: Iterable[str], option: str = "--task-arg") -> dict:
+    """``["eps=0.01", "order=forward"]`` -> ``{"eps": 0.01, "order": "forward"}`` (JSON values,
+    else strings; ``None`` / ``none`` / ``null`` -> ``None``). ``option`` names the flag in errors."""
     out: dict[str, Any] = {}
     for item in items or []:
         if "=" not in item:
-            raise ValueError(f"--task-arg must look like name=value, got {item!r}")
+            raise ValueError(f"{option} must look like name=value, got {item!r}")
         k, v = item.split("=", 1)
         k = k.strip().replace("-", "_")
         if not k:
-            raise ValueError(f"--task-arg must look like name=value, got {item!r}")
+            raise ValueError(f"{option} must look like name=value, got {item!r}")
         try:
             out[k] = json.loads(v)
         except json.JSONDecodeError:
             out[k] = None if v in ("None", "none", "null") else v
+    return out
+
+
+def parse_task_args(items: Iterable[str]) -> dict:
+    """``["eps=0.01", "offset=5.8"]`` -> ``{"eps": 0.01, "offset": 5.8}`` (JSON values, else strings)."""
+    out = parse_name_values(items, "--task-arg")
     if "horizon" in out:
         raise ValueError("give horizons with --horizons, not --task-arg horizon=...")
     return out
@@ -345,10 +390,10 @@ def sweep(
                 file=sys.stderr,
             )
 
-    picklable = all(isinstance(a, str) for a in alg_objs.values())
+    picklable = all(isinstance(a, str) or _picklable(a) for a in alg_objs.values())
     if workers > 1 and total > 1 and picklable:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(run_cell, c) for c in cells]
+            futures = [pool.submit(run_cell, c, alg_objs[c.algorithm]) for c in cells]
             for i, fut in enumerate(as_completed(futures), start=1):
                 finish(i, fut.result())
     else:

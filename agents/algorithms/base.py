@@ -46,11 +46,15 @@ class FunctionAlgorithm(Algorithm):
 
 def _registry():
     from .bc import BC
+    from .dagger import DAgger
     from .hellinger_bc import HellingerBC
     from .rho import RhoEstimator
+    from .scheduled_sampling import ScheduledSampling
     from .smoothed_bc import SmoothedBC
+    from .teacherless import Teacherless
 
-    return {"bc": BC, "smoothed-bc": SmoothedBC, "hellinger-bc": HellingerBC, "rho": RhoEstimator}
+    return {"bc": BC, "smoothed-bc": SmoothedBC, "hellinger-bc": HellingerBC, "rho": RhoEstimator,
+            "dagger": DAgger, "scheduled-sampling": ScheduledSampling, "teacherless": Teacherless}
 
 
 def algorithm_names() -> list[str]:

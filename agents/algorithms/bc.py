@@ -1,10 +1,22 @@
-"""Behavior cloning = next-token prediction with log loss (teacher forcing), on the log-linear class."""
+"""Behavior cloning = next-token prediction with log loss (teacher forcing).
+
+On a task's log-linear class (the default where the task has one) it is maximum likelihood by
+L-BFGS over visit counts; on a neural policy class it is teacher-forced cross-entropy on the
+answer tokens, one forward pass per batch of whole sequences.
+"""
 
 from __future__ import annotations
 
+import torch
+from torch.nn import functional as F
+
 from ..loglinear_fit import minimise, visit_counts
 from ..policies.loglinear import LogLinearPolicy
+from ..training import (DEFAULT_POLICY, build_policy, check_policy_spec, check_training_args, finish_log, new_log,
+                        seed_everything, train)
 from .base import Algorithm
+
+NEURAL_DEFAULTS = {"epochs": 20, "lr": 1e-3, "batch_size": 64}
 
 
 class BC(Algorithm):
@@ -13,28 +25,66 @@ class BC(Algorithm):
     Maximises the sequence log-likelihood ``sum_i log P_theta(a^i | x^i)``.
 
     The sequence log-likelihood is the sum of the next-token log-losses, so this is a per-token
-    objective; it only needs the visit counts ``N[c, s, a]`` of the class's states.
+    objective. On the task's log-linear class (used when the task has one and ``policy`` is not
+    given) it only needs the visit counts ``N[c, s, a]`` of the class's states.
+
+    With ``policy`` (``"linear"``, ``"mlp"``, ``"transformer"`` or a ``TokenPolicy`` to start
+    from), or on a task without a log-linear class (then ``policy="transformer"``), it trains a
+    neural policy by teacher forcing: the input ``[BOS] + context + answer[:-1]``, one forward
+    pass scoring all ``H`` answer tokens (``policy.answer_logits``), cross-entropy against the
+    answer, Adam for ``epochs`` passes (default 20) with learning rate ``lr`` (1e-3) and
+    minibatches of ``batch_size`` sequences (64). ``policy_args`` go to the policy's constructor
+    (``agents.policies.make_policy``).
     """
 
     name = "bc"
 
-    def __init__(self, max_iter: int = 500):
+    def __init__(self, max_iter: int = 500, policy=None, policy_args: dict | None = None, epochs: int | None = None,
+                 lr: float | None = None, batch_size: int | None = None):
         super().__init__()
         self.max_iter = max_iter
+        check_policy_spec(policy, policy_args)
+        self.policy = policy
+        self.policy_args = policy_args
+        given = {"epochs": epochs, "lr": lr, "batch_size": batch_size}
+        self.neural_args_given = sorted(k for k, v in given.items() if v is not None)
+        neural = {k: (NEURAL_DEFAULTS[k] if v is None else v) for k, v in given.items()}
+        self.epochs, self.lr, self.batch_size = check_training_args(neural["epochs"], neural["lr"], neural["batch_size"])
 
     def fit(self, task, demos, seed: int = 0):
         fm = task.feature_map()
-        if fm is None:
-            raise ValueError(f"{self.name} needs a task with a log-linear learner class; {task.name!r} has none")
+        if self.policy is not None or fm is None:
+            return self._fit_neural(task, demos, seed)
+        if self.neural_args_given or self.policy_args:
+            named = self.neural_args_given + (["policy_args"] if self.policy_args else [])
+            raise ValueError(
+                f"{self.name}: {', '.join(named)} apply to neural policies; {task.name!r} has a log-linear class, which "
+                "BC fits by L-BFGS: give policy='linear'|'mlp'|'transformer' (CLI: --policy) to train a neural policy"
+            )
         counts = visit_counts(fm, demos.contexts, demos.sequences)
         n = len(demos)
 
         def loss(log_table):
             return -(counts_t * log_table).sum() / n
 
-        import torch
-
         counts_t = torch.as_tensor(counts)
         theta, value = minimise(fm, loss, max_iter=self.max_iter)
         self.log = {"loss": value, "theta": theta.tolist()}
         return LogLinearPolicy(task, theta, fm)
+
+    def _fit_neural(self, task, demos, seed):
+        rng = seed_everything(seed)
+        policy = build_policy(self.policy or DEFAULT_POLICY, task, self.policy_args, seed=seed)
+        self.log = new_log(policy)
+        V = task.vocab_size
+
+        def loss(batch, epoch):
+            contexts, sequences = batch
+            logits = policy.answer_logits(contexts, sequences)  # (n, H, V): all answer tokens, one pass
+            targets = torch.as_tensor(sequences, dtype=torch.long)
+            return F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
+
+        train(policy, loss, (demos.contexts, demos.sequences), epochs=self.epochs, lr=self.lr,
+              batch_size=self.batch_size, rng=rng, log=self.log, tokens_per_row=task.horizon)
+        finish_log(self.log, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size)
+        return policy

@@ -1,0 +1,109 @@
+"""Scheduled sampling (Bengio, Vinyals, Jaitly & Shazeer 2015).
+
+Teacher forcing feeds the model the demonstrated prefix; at test time it reads its own tokens.
+Scheduled sampling closes the gap gradually: in epoch ``i`` every input token of the answer is
+the demonstrated one with probability ``eps_i`` (the *teacher probability*, Bengio et al.'s
+``epsilon_i``) and otherwise a token sampled from the model's own prediction at that position,
+given the (already mixed) prefix before it. The targets stay the demonstrated tokens.
+
+Schedules of ``eps_i`` over epochs ``i = 0 .. epochs - 1`` (a decay from 1, pure teacher forcing):
+
+* ``"linear"``: ``eps_i = max(min_teacher_prob, 1 - slope * i)``; ``slope`` defaults to
+  ``(1 - min_teacher_prob) / (epochs - 1)``, so the last epoch reaches ``min_teacher_prob``.
+* ``"inverse-sigmoid"``: ``eps_i = k / (k + exp(i / k))`` with ``k >= 1``; larger ``k`` decays
+  later (``eps_0 = k / (k + 1)``).
+
+With a stochastic expert the objective is biased (Huszar 2015, "How (not) to train your generative
+model"): a demonstrated target drawn after the demonstrated prefix is paired with a sampled prefix
+it was not drawn after, so even a realisable class is not recovered (on LinearAR with
+``misspec=0`` it lands far from the expert where BC does not). With a deterministic expert whose
+continuation the model already predicts, the sampled and demonstrated tokens agree and the bias vanishes.
+
+The mixing is sequential as in the paper: position ``h``'s sampled token is drawn from the model
+given the mixed prefix ``< h``, so a batch costs ``H - 1`` gradient-free forward passes (the
+positions whose token is an input) plus one teacher-forced pass with gradients.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ar_envs.core import check_float, sample_categorical
+
+from ..training import (DEFAULT_POLICY, build_policy, check_policy_spec, check_training_args, finish_log, new_log,
+                        seed_everything, train)
+from .base import Algorithm
+
+SCHEDULES = ("linear", "inverse-sigmoid")
+
+
+def mix_own_tokens(policy, contexts, sequences, prob: float, rng: np.random.Generator) -> np.ndarray:
+    """``sequences`` with each input token (positions ``0 .. H-2``) replaced, with probability
+    ``prob``, by a draw from ``policy`` given the mixed prefix before it."""
+    mixed = np.array(sequences, dtype=np.int64)
+    if prob == 0.0:
+        return mixed
+    n, H = mixed.shape
+    for h in range(H - 1):  # the last answer token is never an input
+        own = sample_categorical(policy.next_token_probs(contexts, mixed[:, :h]), rng)
+        mixed[:, h] = np.where(rng.random(n) < prob, own, mixed[:, h])
+    return mixed
+
+
+class ScheduledSampling(Algorithm):
+    """Scheduled sampling: teacher forcing whose input tokens are replaced by the model's own samples more and more.
+
+    Minimises ``CE(a_h, logits_h(x, mixed prefix))``; each input token is the model's sample with probability ``1 - eps_i``.
+
+    Bengio et al. (2015). ``schedule`` ``"inverse-sigmoid"`` (default; ``eps_i = k / (k +
+    exp(i / k))``, ``k`` default 5) or ``"linear"`` (``eps_i = max(min_teacher_prob, 1 - slope
+    i)``) over epochs ``i``; see the module docstring. ``policy`` / ``policy_args`` / ``epochs``
+    (20) / ``lr`` / ``batch_size`` as for BC.
+    """
+
+    name = "scheduled-sampling"
+
+    def __init__(self, policy=None, policy_args: dict | None = None, schedule: str = "inverse-sigmoid",
+                 k: float = 5.0, slope: float | None = None, min_teacher_prob: float = 0.0, epochs: int = 20,
+                 lr: float = 1e-3, batch_size: int = 64):
+        super().__init__()
+        check_policy_spec(policy, policy_args)
+        self.policy, self.policy_args = policy, policy_args
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+        self.schedule = schedule
+        self.k = check_float("k", k, 1.0)
+        self.min_teacher_prob = check_float("min_teacher_prob", min_teacher_prob, 0.0, 1.0)
+        self.epochs, self.lr, self.batch_size = check_training_args(epochs, lr, batch_size)
+        if slope is None:
+            slope = (1.0 - self.min_teacher_prob) / max(1, self.epochs - 1)
+        self.slope = check_float("slope", slope, 0.0)
+
+    def teacher_prob(self, epoch: int) -> float:
+        """``eps_i``: the probability of feeding the demonstrated token in epoch ``i``."""
+        if self.schedule == "linear":
+            return max(self.min_teacher_prob, 1.0 - self.slope * epoch)
+        return self.k / (self.k + math.exp(epoch / self.k))
+
+    def fit(self, task, demos, seed: int = 0):
+        rng = seed_everything(seed)
+        policy = build_policy(self.policy or DEFAULT_POLICY, task, self.policy_args, seed=seed)
+        self.log = new_log(policy)
+        V = task.vocab_size
+
+        def loss(batch, epoch):
+            contexts, sequences = batch
+            inputs = mix_own_tokens(policy, contexts, sequences, 1.0 - self.teacher_prob(epoch), rng)
+            logits = policy.answer_logits(contexts, inputs)  # (n, H, V): fed inputs[:, :-1], one pass
+            targets = torch.as_tensor(sequences, dtype=torch.long)  # the demonstrated tokens
+            return F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
+
+        train(policy, loss, (demos.contexts, demos.sequences), epochs=self.epochs, lr=self.lr,
+              batch_size=self.batch_size, rng=rng, log=self.log, tokens_per_row=task.horizon)
+        finish_log(self.log, schedule=self.schedule, teacher_prob=[self.teacher_prob(i) for i in range(self.epochs)],
+                   epochs=self.epochs, lr=self.lr, batch_size=self.batch_size)
+        return policy
