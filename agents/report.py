@@ -78,21 +78,34 @@ def growth_exponent(horizons, values):
     return float(coef[1]), float(coef[1] - half), float(coef[1] + half)
 
 
+def group_best(algs: dict) -> tuple[str, dict]:
+    """``(method, {horizon: best-in-class D_H^2})`` of a task group: per horizon, the first
+    algorithm's record that has one (neural policy classes carry none)."""
+    best, method = {}, None
+    for by_h in algs.values():
+        for h, st in by_h.items():
+            if st["best"] is not None:
+                best.setdefault(h, st["best"])
+                method = method or st["best_method"]
+    if method is None:
+        method = next(iter(next(iter(algs.values())).values()))["best_method"]
+    return method, best
+
+
 def format_tables(summary: dict) -> str:
     lines = []
     for (task, args), algs in summary.items():
         arg_txt = ", ".join(f"{k}={v}" for k, v in args)
         names = list(algs)
         horizons = sorted({h for a in algs.values() for h in a})
-        any_h = next(iter(algs.values()))
-        first = any_h[min(any_h)]
-        lines.append(f"task {task} ({arg_txt}); best in class by {first['best_method']}; "
+        method, best = group_best(algs)
+        lines.append(f"task {task} ({arg_txt}); best in class by {method}; "
                      f"mean over seeds [95% interval]; ~ marks Monte-Carlo numbers")
         for metric, title in (("approx_factor", "approximation factor C(H) = D_H^2(learner) / D_H^2(best in class)"),
                               ("hellinger2", "squared Hellinger distance D_H^2 to the expert")):
             lines.append("")
             lines.append(title)
-            width = 22
+            width = max([22] + [len(n) for n in names])
             header = f"{'H':>6} | " + " | ".join(f"{n:^{width}}" for n in names)
             if metric == "hellinger2":
                 header += f" | {'best in class':^13}"
@@ -112,8 +125,7 @@ def format_tables(summary: dict) -> str:
                     cells.append(f"{txt:^{width}}")
                 row += " | ".join(cells)
                 if metric == "hellinger2":
-                    st = next((algs[n][h] for n in names if h in algs[n]), None)
-                    row += f" | {_fmt(st['best']) if st else 'n/a':^13}"
+                    row += f" | {_fmt(best.get(h)):^13}"
                 lines.append(row)
         lines.append("")
         lines.append("growth exponent b of C(H) ~ H^b (least squares on log-log over the horizons):")
@@ -159,7 +171,7 @@ def plot(summary: dict, out_dir: str) -> list[str]:
             ("hellinger2", r"squared Hellinger $D_H^2$ to the expert", f"{task}{suffix}-hellinger2.png"),
         ):
             fig, ax = plt.subplots(figsize=(6.4, 4.4))
-            best_h, best_v = [], []
+            _, best = group_best(algs)
             styles = ["-", "--", "-.", ":"]
             for k, (n, by_h) in enumerate(algs.items()):
                 hs = sorted(h for h in by_h if by_h[h].get(metric))
@@ -171,11 +183,9 @@ def plot(summary: dict, out_dir: str) -> list[str]:
                 (line,) = ax.plot(hs, mean, styles[k % len(styles)], marker="o", ms=3, label=n)
                 if np.any(hi > lo):
                     ax.fill_between(hs, np.maximum(lo, mean * 1e-3), hi, color=line.get_color(), alpha=0.2, lw=0)
-                if metric == "hellinger2" and not best_h:
-                    best_h = hs
-                    best_v = [by_h[h]["best"] for h in hs]
-            if metric == "hellinger2" and best_h:
-                ax.plot(best_h, best_v, "k--", lw=1, label="best in class")
+            if metric == "hellinger2" and best:
+                hs = sorted(best)
+                ax.plot(hs, [best[h] for h in hs], "k--", lw=1, label="best in class")
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_xlabel("horizon H")
