@@ -95,7 +95,7 @@ def group_best(algs: dict) -> tuple[str, dict]:
 def format_tables(summary: dict) -> str:
     lines = []
     for (task, args), algs in summary.items():
-        arg_txt = ", ".join(f"{k}={v}" for k, v in args)
+        arg_txt = ", ".join(f"{k}={_short(v)}" for k, v in args)
         names = list(algs)
         horizons = sorted({h for a in algs.values() for h in a})
         method, best = group_best(algs)
@@ -105,8 +105,8 @@ def format_tables(summary: dict) -> str:
                               ("hellinger2", "squared Hellinger distance D_H^2 to the expert")):
             lines.append("")
             lines.append(title)
-            width = max([22] + [len(n) for n in names])
-            header = f"{'H':>6} | " + " | ".join(f"{n:^{width}}" for n in names)
+            widths = {n: max(22, len(n)) for n in names}
+            header = f"{'H':>6} | " + " | ".join(f"{n:^{widths[n]}}" for n in names)
             if metric == "hellinger2":
                 header += f" | {'best in class':^13}"
             lines.append(header)
@@ -118,11 +118,11 @@ def format_tables(summary: dict) -> str:
                     st = algs[n].get(h)
                     v = st.get(metric) if st else None
                     if v is None:
-                        cells.append(f"{'n/a':^{width}}")
+                        cells.append(f"{'n/a':^{widths[n]}}")
                         continue
                     mark = "" if st["exact"] else "~"
                     txt = f"{mark}{_fmt(v['mean'])} [{_fmt(v['lo'])}, {_fmt(v['hi'])}]"
-                    cells.append(f"{txt:^{width}}")
+                    cells.append(f"{txt:^{widths[n]}}")
                 row += " | ".join(cells)
                 if metric == "hellinger2":
                     row += f" | {_fmt(best.get(h)):^13}"
@@ -134,7 +134,7 @@ def format_tables(summary: dict) -> str:
             vals = [algs[n][h]["approx_factor"]["mean"] if algs[n][h].get("approx_factor") else np.nan for h in hs]
             fit = growth_exponent(hs, vals)
             txt = "n/a (needs 3 horizons)" if fit is None else f"b = {fit[0]:.2f} [{fit[1]:.2f}, {fit[2]:.2f}]"
-            lines.append(f"  {n:<24} {txt}")
+            lines.append(f"  {n:<24} {txt}" if len(n) < 24 else f"  {n}  {txt}")
         lines.append("")
     return "\n".join(lines)
 
@@ -203,8 +203,7 @@ def plot(summary: dict, out_dir: str) -> list[str]:
 
 def _short(v: str) -> str:
     try:
-        f = float(v)
-        return f"{f:.3g}"
+        return f"{float(v):.4g}"
     except ValueError:
         return v
 
