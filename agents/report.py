@@ -1,9 +1,10 @@
 """Tables and plots from a sweep's results file.
 
-For every (task, task arguments other than the horizon) group: a table of the approximation
+For every (task, task arguments other than the swept one) group: a table of the approximation
 factor C(H) and of D_H^2(H) per algorithm (mean over seeds with a 95% t-interval over seeds,
-or the Monte-Carlo interval when there is one seed), the fitted growth exponent ``b`` of
-``C(H) ~ H^b`` (least squares on log-log, 95% interval), and two log-log PNG plots.
+or the Monte-Carlo interval when there is one seed), the greedy exact match where the task's
+expert is deterministic, the fitted growth exponent ``b`` of ``C(H) ~ H^b`` (least squares on
+log-log, 95% interval), and a PNG plot of each (log-log; exact match on a linear axis).
 """
 
 from __future__ import annotations
@@ -31,7 +32,11 @@ def t95(df: int) -> float:
 
 
 def _group_key(rec):
-    args = {k: v for k, v in rec["task_args"].items() if k != "horizon"}
+    """Records of one table: same task, same arguments as given to the sweep (defaults that
+    depend on the swept argument, e.g. parity's subset size, vary along the rows)."""
+    varied = {"horizon", *rec.get("sweep_arg", {})}  # the swept argument is the table's rows
+    given = rec.get("task_kwargs", rec["task_args"])
+    args = {k: v for k, v in given.items() if k not in varied}
     return rec["task"], tuple(sorted((k, str(v)) for k, v in args.items()))
 
 
@@ -44,7 +49,11 @@ def summarise(records: list[dict]) -> dict:
     for (g, alg, h), recs in cells.items():
         stats = {"seeds": len(recs), "exact": all(r["exact"] for r in recs),
                  "best": recs[0]["best_in_class_hellinger2"], "best_method": recs[0]["best_in_class_method"]}
-        for metric, ci_key in (("approx_factor", "approx_factor_ci95"), ("hellinger2", None), ("tv", None), ("regret", None)):
+        for r in recs:  # reasoning diagnostics (deterministic experts): greedy exact match
+            if r.get("diagnostics") and r["diagnostics"].get("exact_match") is not None:
+                r["exact_match"] = r["diagnostics"]["exact_match"]
+        for metric, ci_key in (("approx_factor", "approx_factor_ci95"), ("hellinger2", None), ("tv", None),
+                               ("regret", None), ("exact_match", None)):
             vals = np.array([r[metric] for r in recs if r.get(metric) is not None], dtype=np.float64)
             if len(vals) == 0:
                 stats[metric] = None
@@ -78,6 +87,13 @@ def growth_exponent(horizons, values):
     return float(coef[1]), float(coef[1] - half), float(coef[1] + half)
 
 
+TABLES = (
+    ("approx_factor", "approximation factor C(H) = D_H^2(learner) / D_H^2(best in class)"),
+    ("hellinger2", "squared Hellinger distance D_H^2 to the expert"),
+    ("exact_match", "exact match of the greedy roll-out (reasoning diagnostics)"),
+)
+
+
 def group_best(algs: dict) -> tuple[str, dict]:
     """``(method, {horizon: best-in-class D_H^2})`` of a task group: per horizon, the first
     algorithm's record that has one (neural policy classes carry none)."""
@@ -101,8 +117,11 @@ def format_tables(summary: dict) -> str:
         method, best = group_best(algs)
         lines.append(f"task {task} ({arg_txt}); best in class by {method}; "
                      f"mean over seeds [95% interval]; ~ marks Monte-Carlo numbers")
-        for metric, title in (("approx_factor", "approximation factor C(H) = D_H^2(learner) / D_H^2(best in class)"),
-                              ("hellinger2", "squared Hellinger distance D_H^2 to the expert")):
+        for metric, title in TABLES:
+            if not any(st.get(metric) for by_h in algs.values() for st in by_h.values()):
+                if metric == "approx_factor":
+                    lines += ["", f"approximation factor C(H): not available ({method})"]
+                continue
             lines.append("")
             lines.append(title)
             widths = {n: max(22, len(n)) for n in names}
@@ -127,9 +146,11 @@ def format_tables(summary: dict) -> str:
                 if metric == "hellinger2":
                     row += f" | {_fmt(best.get(h)):^13}"
                 lines.append(row)
+        has_c = any(st.get("approx_factor") for by_h in algs.values() for st in by_h.values())
         lines.append("")
-        lines.append("growth exponent b of C(H) ~ H^b (least squares on log-log over the horizons):")
-        for n in names:
+        if has_c:
+            lines.append("growth exponent b of C(H) ~ H^b (least squares on log-log over the horizons):")
+        for n in names if has_c else []:
             hs = sorted(algs[n])
             vals = [algs[n][h]["approx_factor"]["mean"] if algs[n][h].get("approx_factor") else np.nan for h in hs]
             fit = growth_exponent(hs, vals)
@@ -169,7 +190,10 @@ def plot(summary: dict, out_dir: str) -> list[str]:
         for metric, ylabel, fname in (
             ("approx_factor", "approximation factor C(H)", f"{task}{suffix}-approx_factor.png"),
             ("hellinger2", r"squared Hellinger $D_H^2$ to the expert", f"{task}{suffix}-hellinger2.png"),
+            ("exact_match", "exact match (greedy roll-out)", f"{task}{suffix}-exact_match.png"),
         ):
+            if not any(st.get(metric) for by_h in algs.values() for st in by_h.values()):
+                continue  # nothing to draw (e.g. no C(H) for neural classes)
             fig, ax = plt.subplots(figsize=(6.4, 4.4))
             _, best = group_best(algs)
             styles = ["-", "--", "-.", ":"]
@@ -187,7 +211,8 @@ def plot(summary: dict, out_dir: str) -> list[str]:
                 hs = sorted(best)
                 ax.plot(hs, [best[h] for h in hs], "k--", lw=1, label="best in class")
             ax.set_xscale("log")
-            ax.set_yscale("log")
+            if metric != "exact_match":
+                ax.set_yscale("log")
             ax.set_xlabel("horizon H")
             ax.set_ylabel(ylabel)
             arg_txt = ", ".join(f"{k}={_short(v)}" for k, v in args)

@@ -234,6 +234,7 @@ def run_cell(cell: Cell, algorithm=None) -> dict:
         "task_args": task.task_args(),
         "horizon": task.horizon,
         "sweep_arg": {task.horizon_arg: cell.horizon},
+        "task_kwargs": dict(cell.task_args),  # the arguments as given (the rest are defaults)
         "algorithm": cell.algorithm,
         "seed": cell.seed,
         "n_samples": cell.n_samples,
