@@ -319,6 +319,17 @@ class Task:
         """:meth:`reward` given :meth:`expert_plan`'s result for the same ``contexts``."""
         return self.reward(contexts, sequences)
 
+    def action_mask(self, contexts: np.ndarray, prefixes: np.ndarray) -> np.ndarray:
+        """Which next tokens can ever be right after equal-length ``prefixes``: bool ``(n, V)``.
+
+        ``False`` marks a token that is never valid at that step for that context (path-star:
+        ids that are not nodes of the prompt's graph; multiplication: a separator where the
+        grammar has a digit and vice versa), so that action-masking RL (sb3-contrib's
+        MaskablePPO, through the environments' ``action_masks()``) never samples it. The
+        expert's next token is always allowed, after any prefix. Default: every token allowed.
+        """
+        return np.ones((len(contexts), self.vocab_size), dtype=bool)
+
     def expert_step_probs(self, contexts: np.ndarray, sequences: np.ndarray) -> np.ndarray:
         """Teacher-forced expert distributions at every position, ``(n, T, V)``."""
         sequences = np.asarray(sequences)

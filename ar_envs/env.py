@@ -9,7 +9,8 @@ tokens generated so far, padded with the token id ``V`` (one past the vocabulary
 policies accept it (they one-hot encode it). Action: ``Discrete(V)``. Reward: the task's sequence
 reward at the last step, ``0`` before. ``info``: ``step`` (tokens generated so far) and, while the
 episode is running, ``expert_action`` (a draw from the expert's next-token distribution) and
-``expert_probs`` (that distribution).
+``expert_probs`` (that distribution). ``action_masks()`` gives the task's
+:meth:`~ar_envs.core.Task.action_mask` for the next token (sb3-contrib's MaskablePPO reads it).
 
 The expert's draws come from their own generator, derived from the environment's ``np_random``
 at the first reset and at every seeded reset, so the contexts do not depend on them. With the
@@ -144,6 +145,14 @@ class SequenceEnv(gym.Env):
             self._expert_info(info)
         return self._obs.copy(), reward, terminated, False, info
 
+    def action_masks(self) -> np.ndarray:
+        """The task's :meth:`~ar_envs.core.Task.action_mask` for the next token, bool ``(V,)``
+        (sb3-contrib's MaskablePPO reads it); every token while no episode is running."""
+        if self._done:
+            return np.ones(self.task.vocab_size, dtype=bool)
+        L = self.task.context_length
+        return np.asarray(self.task.action_mask(self._obs[None, :L], self._obs[None, L : L + self._t])[0], dtype=bool)
+
     def render(self):
         if self.render_mode != "ansi":
             return None
@@ -257,6 +266,14 @@ class SequenceVectorEnv(VectorEnv):
         info = {"step": np.full(n, self._t, dtype=np.int64), "_step": np.ones(n, dtype=bool)}
         obs = self._obs.copy()
         return obs, rewards, np.full(n, terminated), np.full(n, truncated), self._expert_info(info)
+
+    def action_masks(self) -> np.ndarray:
+        """The task's :meth:`~ar_envs.core.Task.action_mask` for every copy, bool ``(n, V)``;
+        every token on the autoreset step (its actions are ignored) and before :meth:`reset`."""
+        n, V, L = self.num_envs, self.task.vocab_size, self.task.context_length
+        if self._ended or self._expert_rng is None:
+            return np.ones((n, V), dtype=bool)
+        return np.asarray(self.task.action_mask(self._obs[:, :L], self._obs[:, L : L + self._t]), dtype=bool)
 
     def render(self):
         if self.render_mode != "ansi":

@@ -4,6 +4,7 @@ from .base import Algorithm, FunctionAlgorithm, algorithm_names, get_algorithm
 from .bc import BC
 from .dagger import BetaSchedule, DAgger, dagger_with_env
 from .hellinger_bc import HellingerBC
+from .ppo import PPO, PPOFromBC
 from .rho import RhoEstimator, rho_select
 from .scheduled_sampling import ScheduledSampling
 from .smoothed_bc import SmoothedBC
@@ -11,4 +12,4 @@ from .teacherless import Teacherless, TeacherlessPolicy
 
 __all__ = ["Algorithm", "FunctionAlgorithm", "algorithm_names", "get_algorithm", "BC", "SmoothedBC", "HellingerBC",
            "RhoEstimator", "rho_select", "DAgger", "BetaSchedule", "dagger_with_env", "ScheduledSampling",
-           "Teacherless", "TeacherlessPolicy"]
+           "Teacherless", "TeacherlessPolicy", "PPO", "PPOFromBC"]

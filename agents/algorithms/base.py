@@ -48,13 +48,15 @@ def _registry():
     from .bc import BC
     from .dagger import DAgger
     from .hellinger_bc import HellingerBC
+    from .ppo import PPO, PPOFromBC
     from .rho import RhoEstimator
     from .scheduled_sampling import ScheduledSampling
     from .smoothed_bc import SmoothedBC
     from .teacherless import Teacherless
 
     return {"bc": BC, "smoothed-bc": SmoothedBC, "hellinger-bc": HellingerBC, "rho": RhoEstimator,
-            "dagger": DAgger, "scheduled-sampling": ScheduledSampling, "teacherless": Teacherless}
+            "dagger": DAgger, "scheduled-sampling": ScheduledSampling, "teacherless": Teacherless,
+            "ppo": PPO, "ppo-from-bc": PPOFromBC}
 
 
 def algorithm_names() -> list[str]:

@@ -63,7 +63,8 @@ class Multiplication(Task):
         47*86= 2(4) 8(2) ; 6(5) 7(3) ; 2(0) 4(1) 0(1) 4(0) ; 2404
 
     ## Action Space
-    ``Discrete(13)``: the next token.
+    ``Discrete(13)``: the next token. ``action_mask`` (the environments' ``action_masks()``)
+    allows ``';'`` alone at separator positions and the digits everywhere else.
 
     ## Observation Space
     ``MultiDiscrete([13] * (2 d + 2) + [14] * H)``: the prompt, then the tokens written so far
@@ -342,6 +343,19 @@ class Multiplication(Task):
         out = np.zeros((len(ctx), self.vocab_size))
         out[np.arange(len(ctx)), nxt] = 1.0
         return out
+
+    def action_mask(self, contexts, prefixes):
+        """The grammar's token class at the next position, ``(n, V)``: ``';'`` alone at a
+        separator position, the digits ``0..9`` everywhere else (``'*'``/``'='`` never). Off its
+        own path the expert also writes a digit (every carry is at most 9) or ``';'`` there."""
+        ctx = self._check_contexts(contexts)
+        t = self.check_tokens("prefixes", prefixes, len(ctx), max_len=self.horizon - 1).shape[1]
+        mask = np.zeros((len(ctx), self.vocab_size), dtype=bool)
+        if self._mode[t] == _SEP:
+            mask[:, SEMI] = True
+        else:
+            mask[:, :10] = True
+        return mask
 
     def expert_step_probs(self, contexts, sequences):
         nxt = self.expert_next_tokens(contexts, sequences)

@@ -34,7 +34,8 @@ class PathStar(Task):
     arm's edges carries no information.
 
     ## Action Space
-    ``Discrete(N + 4)``: the next answer token.
+    ``Discrete(N + 4)``: the next answer token. ``action_mask`` (the environments'
+    ``action_masks()``) allows only the nodes of the prompt's graph.
 
     ## Observation Space
     ``MultiDiscrete([N + 4] * (3 d (l-1) + 3) + [N + 5] * l)``: the prompt, then the answer tokens
@@ -285,6 +286,15 @@ class PathStar(Task):
         out = np.zeros((len(ctx), self.vocab_size))
         out[np.arange(len(ctx)), nxt] = 1.0
         return out
+
+    def action_mask(self, contexts, prefixes):
+        """Only the nodes of the prompt's graph, ``(n, V)``: every answer token is a node id
+        (separators, the dummy and ids absent from the prompt are never right)."""
+        ctx = self._check_contexts(contexts)
+        self.check_tokens("prefixes", prefixes, len(ctx), max_len=self.horizon - 1)
+        mask = np.zeros((len(ctx), self.vocab_size), dtype=bool)
+        mask[np.arange(len(ctx))[:, None], ctx[:, self._node_slots]] = True
+        return mask
 
     def expert_plan(self, contexts):
         """The parsed graphs ``(step table, reference answer)`` of an episode's prompts."""
