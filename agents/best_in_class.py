@@ -27,7 +27,7 @@ import torch
 from ar_envs.core import Task
 from ar_envs.metrics import all_sequences, can_enumerate, markov_metrics, sequence_metrics
 
-from .loglinear_fit import log_table_torch, minimise, parameter_grid, per_sequence_counts
+from .loglinear_fit import minimise, parameter_grid, per_sequence_counts
 from .policies.loglinear import LogLinearPolicy
 
 

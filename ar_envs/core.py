@@ -407,6 +407,45 @@ class Task:
         return self.describe()
 
 
+class DeterministicTask(Task):
+    """A task whose expert emits one token after every prefix (one-hot ``expert_probs``).
+
+    Subclasses implement ``expert_next_tokens(contexts, sequences) -> (n, T)`` (the expert's
+    token at every position given the prefix before it: the teacher-forced expert actions) and
+    ``reference(contexts) -> (n, H)`` (the expert's own sequence); the expert's distributions,
+    log-probabilities and samples follow from those two.
+    """
+
+    deterministic_expert = True
+
+    def expert_next_token(self, contexts, prefixes) -> np.ndarray:
+        """The expert's next token after equal-length ``prefixes``, ``(n,)``."""
+        pre = self.check_tokens("prefixes", prefixes, len(np.asarray(contexts)), max_len=self.horizon - 1)
+        padded = np.concatenate([pre, np.zeros((len(pre), 1), dtype=np.int64)], axis=1)
+        return self.expert_next_tokens(contexts, padded)[:, pre.shape[1]]
+
+    def expert_probs(self, contexts, prefixes):
+        nxt = self.expert_next_token(contexts, prefixes)
+        out = np.zeros((len(nxt), self.vocab_size))
+        out[np.arange(len(nxt)), nxt] = 1.0
+        return out
+
+    def expert_step_probs(self, contexts, sequences):
+        nxt = self.expert_next_tokens(contexts, sequences)
+        out = np.zeros(nxt.shape + (self.vocab_size,))
+        np.put_along_axis(out, nxt[..., None], 1.0, axis=-1)
+        return out
+
+    def expert_log_prob(self, contexts, sequences):
+        seq = self.check_tokens("sequences", sequences, len(np.asarray(contexts)), exact_len=self.horizon)
+        ok = np.all(self.expert_next_tokens(contexts, seq) == seq, axis=1)
+        return np.where(ok, 0.0, -np.inf)
+
+    def sample_expert(self, n, rng=None):
+        contexts = self.sample_contexts(check_int("n", n, 0), as_rng(rng))
+        return contexts, self.reference(contexts)
+
+
 def sample_categorical(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One sample per row of ``probs`` ``(n, V)`` by inverse CDF (vectorised)."""
     probs = np.asarray(probs, dtype=np.float64)

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from agents.algorithms import BC, HellingerBC, RhoEstimator, SmoothedBC, get_algorithm, rho_select
+from agents.algorithms import BC, HellingerBC, SmoothedBC, get_algorithm, rho_select
 from agents.best_in_class import best_in_class
 from agents.policies import LogLinearPolicy
 from ar_envs.data import generate

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core import Task, as_rng, check_int
+from ..core import DeterministicTask, as_rng, check_int
 
 COT_MODES = ("none", "full")
 OFF_PATH_MODES = ("consistent", "reference")
@@ -15,7 +15,7 @@ STAR, EQUALS, SEMI = 10, 11, 12
 _SEP, _DIGIT, _CARRY, _PRODUCT = 0, 1, 2, 3
 
 
-class Multiplication(Task):
+class Multiplication(DeterministicTask):
     """Multi-digit multiplication ``a * b`` with an optional chain of thought (Malach 2024).
 
     ## Description
@@ -126,7 +126,6 @@ class Multiplication(Task):
     name = "multiplication"
     horizon_arg = "digits"
     env_id = "Multiplication-v0"
-    deterministic_expert = True
     vocab_size = 13
     context_vocab_size = 13
 
@@ -332,17 +331,13 @@ class Multiplication(Task):
             return self.reference(ctx)[:, :T]
         return self._consistent_next(ctx, seq, np.arange(T))
 
-    def expert_probs(self, contexts, prefixes):
+    def expert_next_token(self, contexts, prefixes):
         ctx = self._check_contexts(contexts)
         pre = self.check_tokens("prefixes", prefixes, len(ctx), max_len=self.horizon - 1)
         t = pre.shape[1]
         if self.off_path == "reference":
-            nxt = self.reference(ctx)[:, t]
-        else:
-            nxt = self._consistent_next(ctx, pre, [t])[:, 0]
-        out = np.zeros((len(ctx), self.vocab_size))
-        out[np.arange(len(ctx)), nxt] = 1.0
-        return out
+            return self.reference(ctx)[:, t]
+        return self._consistent_next(ctx, pre, [t])[:, 0]
 
     def action_mask(self, contexts, prefixes):
         """The grammar's token class at the next position, ``(n, V)``: ``';'`` alone at a
@@ -356,21 +351,6 @@ class Multiplication(Task):
         else:
             mask[:, :10] = True
         return mask
-
-    def expert_step_probs(self, contexts, sequences):
-        nxt = self.expert_next_tokens(contexts, sequences)
-        out = np.zeros(nxt.shape + (self.vocab_size,))
-        np.put_along_axis(out, nxt[..., None], 1.0, axis=-1)
-        return out
-
-    def expert_log_prob(self, contexts, sequences):
-        seq = self.check_tokens("sequences", sequences, len(np.asarray(contexts)), exact_len=self.horizon)
-        ok = np.all(self.expert_next_tokens(contexts, seq) == seq, axis=1)
-        return np.where(ok, 0.0, -np.inf)
-
-    def sample_expert(self, n, rng=None):
-        ctx = self.sample_contexts(n, as_rng(rng))
-        return ctx, self.reference(ctx)
 
     # ------------------------------------------------------------------ scoring
     def reward(self, contexts, sequences):

@@ -6,14 +6,14 @@ import math
 
 import numpy as np
 
-from ..core import Task, as_rng, check_int
+from ..core import DeterministicTask, as_rng, check_int
 
 COT_MODES = ("none", "running", "short")
 OFF_PATH_MODES = ("consistent", "reference")
 ENUMERATE_MAX_BITS = 16
 
 
-class Parity(Task):
+class Parity(DeterministicTask):
     """Parity of a hidden subset of ``n`` bits, with a chain of thought whose length is a knob.
 
     ## Description
@@ -95,7 +95,6 @@ class Parity(Task):
     name = "parity"
     horizon_arg = "n_bits"
     env_id = "Parity-v0"
-    deterministic_expert = True
     vocab_size = 2
     context_vocab_size = 2
 
@@ -206,30 +205,6 @@ class Parity(Task):
         if T == self.horizon:  # the answer: xor of the chunk tokens as written
             out[:, -1] = seq[:, :-1].sum(axis=1) % 2
         return out
-
-    def expert_probs(self, contexts, prefixes):
-        ctx = self._check_contexts(contexts)
-        pre = self.check_tokens("prefixes", prefixes, len(ctx), max_len=self.horizon - 1)
-        padded = np.concatenate([pre, np.zeros((len(ctx), 1), dtype=np.int64)], axis=1)
-        nxt = self.expert_next_tokens(ctx, padded)[:, -1]
-        out = np.zeros((len(ctx), 2))
-        out[np.arange(len(ctx)), nxt] = 1.0
-        return out
-
-    def expert_step_probs(self, contexts, sequences):
-        nxt = self.expert_next_tokens(contexts, sequences)
-        out = np.zeros(nxt.shape + (2,))
-        np.put_along_axis(out, nxt[..., None], 1.0, axis=-1)
-        return out
-
-    def expert_log_prob(self, contexts, sequences):
-        seq = self.check_tokens("sequences", sequences, len(np.asarray(contexts)), exact_len=self.horizon)
-        ok = np.all(self.expert_next_tokens(contexts, seq) == seq, axis=1)
-        return np.where(ok, 0.0, -np.inf)
-
-    def sample_expert(self, n, rng=None):
-        ctx = self.sample_contexts(n, as_rng(rng))
-        return ctx, self.reference(ctx)
 
     # ------------------------------------------------------------------ scoring
     def reward(self, contexts, sequences):

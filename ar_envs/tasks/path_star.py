@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core import Task, as_rng, check_int
+from ..core import DeterministicTask, as_rng, check_int
 
 ORDERS = ("forward", "reverse")
 OFF_PATH_MODES = ("reference", "consistent")
 
 
-class PathStar(Task):
+class PathStar(DeterministicTask):
     """Path-star graph G_{d,l}(N) (Bachmann & Nagarajan 2024, "The Pitfalls of Next-Token Prediction").
 
     ## Description
@@ -90,7 +90,6 @@ class PathStar(Task):
 
     name = "path-star"
     env_id = "PathStar-v0"
-    deterministic_expert = True
     horizon_arg = "path_length"
 
     def __init__(
@@ -276,17 +275,6 @@ class PathStar(Task):
             out[:, 1:] = np.where(cont >= 0, cont, out[:, 1:])
         return out
 
-    def expert_probs(self, contexts, prefixes):
-        ctx = np.asarray(contexts)
-        pre = self.check_tokens("prefixes", prefixes, len(ctx), max_len=self.horizon - 1)
-        t = pre.shape[1]
-        # the next token after the prefix = the teacher-forced action at position t
-        padded = np.concatenate([pre, np.zeros((len(ctx), 1), dtype=np.int64)], axis=1)
-        nxt = self.expert_next_tokens(ctx, padded)[:, t]
-        out = np.zeros((len(ctx), self.vocab_size))
-        out[np.arange(len(ctx)), nxt] = 1.0
-        return out
-
     def action_mask(self, contexts, prefixes):
         """Only the nodes of the prompt's graph, ``(n, V)``: every answer token is a node id
         (separators, the dummy and ids absent from the prompt are never right)."""
@@ -320,17 +308,6 @@ class PathStar(Task):
     def reward_planned(self, contexts, sequences, plan):
         seq = self.check_tokens("sequences", sequences, len(plan[1]), exact_len=self.horizon)
         return np.all(seq == plan[1], axis=1).astype(np.float64)
-
-    def expert_step_probs(self, contexts, sequences):
-        nxt = self.expert_next_tokens(contexts, sequences)
-        out = np.zeros(nxt.shape + (self.vocab_size,))
-        np.put_along_axis(out, nxt[..., None], 1.0, axis=-1)
-        return out
-
-    def expert_log_prob(self, contexts, sequences):
-        seq = self.check_tokens("sequences", sequences, len(np.asarray(contexts)), exact_len=self.horizon)
-        ok = np.all(self.expert_next_tokens(contexts, seq) == seq, axis=1)
-        return np.where(ok, 0.0, -np.inf)
 
     # ------------------------------------------------------------------ scoring
     def reward(self, contexts, sequences):

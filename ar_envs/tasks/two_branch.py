@@ -300,7 +300,7 @@ def two_branch_metrics(eps: float, horizon: int, p1: float, s0: float, s1: float
     m = horizon - 1
     with np.errstate(divide="ignore"):
         lp1, lq1 = np.log(p1), np.log1p(-p1)
-        ls0, lq0 = np.log(s0), np.log1p(-s0)
+        lq0 = np.log1p(-s0)
         ls1, lq1s = np.log(s1), np.log1p(-s1)
     le, lne = math.log(eps), math.log1p(-eps)
     # Hellinger affinity
