@@ -31,7 +31,6 @@ nothing). Same ``--seed``, same numbers (torch runs on ``--threads`` CPU threads
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
@@ -41,6 +40,7 @@ import torch
 from agents.algorithms import BC
 from ar_envs.data import Demonstrations
 from ar_envs.diagnostics import greedy_decode, teacher_forced_accuracy
+from ar_envs.fileio import atomic_path
 from ar_envs.tasks import Multiplication, Parity
 
 # the default run, and the tiny --quick one (any option given explicitly wins over both)
@@ -186,8 +186,8 @@ def main(argv=None) -> list[dict]:
     axes[0].set_ylabel("answer exact match (test prompts)")
     fig.suptitle("behavior cloning with and without a chain of thought", fontsize=10)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    fig.savefig(args.out, dpi=110, metadata={"Software": None})
+    with atomic_path(args.out) as tmp:  # never a half-written plot
+        fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None})
     plt.close(fig)
     print(f"wrote {args.out}")
     return rows

@@ -37,7 +37,6 @@ nothing). Same ``--seed``, same numbers (torch runs on ``--threads`` CPU threads
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
@@ -47,6 +46,7 @@ import torch
 from agents.algorithms import BC, DAgger, PPOFromBC
 from agents.report import format_tables, summarise
 from agents.sweep import parse_horizons, sweep
+from ar_envs.fileio import atomic_path
 
 # the default run, and the tiny --quick one (any option given explicitly wins over both)
 DEFAULTS = dict(horizons="2,4,8,16,32", seeds=3, samples=1000, eval_samples=10_000, epochs=10, dagger_rounds=3,
@@ -166,8 +166,8 @@ def main(argv=None) -> list[dict]:
             ax.legend(fontsize=7)
     fig.suptitle("error against the horizon: mean over seeds, 95% bands", fontsize=10)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    fig.savefig(args.out, dpi=110, metadata={"Software": None})
+    with atomic_path(args.out) as tmp:  # never a half-written plot
+        fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None})
     plt.close(fig)
     print(f"wrote {args.out}")
     return records

@@ -32,7 +32,6 @@ nothing). Same ``--seed``, same numbers (torch runs on ``--threads`` CPU threads
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
@@ -42,6 +41,7 @@ import torch
 from agents.algorithms import BC, Teacherless
 from ar_envs.data import generate
 from ar_envs.diagnostics import reasoning_report
+from ar_envs.fileio import atomic_path
 from ar_envs.tasks import PathStar
 
 # the default run, and the tiny --quick one (any option given explicitly wins over both)
@@ -149,8 +149,8 @@ def main(argv=None) -> list[dict]:
     fig.suptitle(f"path-star G({d}, {l}), N = {args.num_nodes}: per-position accuracy of a {args.n_layer}-layer transformer",
                  fontsize=10)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    fig.savefig(args.out, dpi=110, metadata={"Software": None})
+    with atomic_path(args.out) as tmp:  # never a half-written plot
+        fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None})
     plt.close(fig)
     print(f"wrote {args.out}")
     return rows
