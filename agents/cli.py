@@ -131,21 +131,21 @@ def cmd_sweep(args) -> int:
     return 0
 
 
-def cmd_report(args) -> int:
+def _print_report(results: str, plots: str | None) -> int:
     from agents.report import report
 
-    if not os.path.exists(args.results):
-        raise ValueError(f"results file {args.results!r} does not exist")
-    text, written = report(args.results, args.plots)
+    text, written = report(results, plots)  # a missing or foreign file raises ValueError
     print(text)
     for path in written:
         print(f"wrote {path}")
     return 0
 
 
-def cmd_demo(args) -> int:
-    from agents.report import report
+def cmd_report(args) -> int:
+    return _print_report(args.results, args.plots)
 
+
+def cmd_demo(args) -> int:
     eps = 0.01
     task_args = {"eps": eps, "offset": math.log(1.0 / (0.3 * eps))}
     print(
@@ -155,11 +155,7 @@ def cmd_demo(args) -> int:
         file=sys.stderr,
     )
     _run_sweep(args, "two-branch", task_args, DEMO_HORIZONS, DEMO_ALGORITHMS)
-    text, written = report(args.out, args.plots)
-    print(text)
-    for path in written:
-        print(f"wrote {path}")
-    return 0
+    return _print_report(args.out, args.plots)
 
 
 def cmd_bench(args) -> int:
