@@ -309,11 +309,20 @@ class Task:
         """:meth:`expert_probs` given :meth:`expert_plan`'s result for the same ``contexts``."""
         return self.expert_probs(contexts, prefixes)
 
-    def sample_contexts_planned(self, n: int, rng: np.random.Generator):
-        """``(contexts, expert_plan(contexts))``; a task whose sampler already knows the plan
-        overrides this (same contexts as :meth:`sample_contexts` for the same generator)."""
+    def sample_contexts_planned(self, n: int, rng: np.random.Generator, out: np.ndarray | None = None):
+        """``(contexts, expert_plan(contexts))``, the same contexts as :meth:`sample_contexts`
+        for the same generator; a task whose sampler already knows the plan overrides this.
+
+        ``out``: an integer array ``(n, L)`` (e.g. the environments' observation buffer, whose
+        dtype holds every context token) to write the contexts into; it is then returned as
+        the contexts.
+        """
         contexts = self.sample_contexts(n, rng)
-        return contexts, self.expert_plan(contexts)
+        plan = self.expert_plan(contexts)
+        if out is None:
+            return contexts, plan
+        out[...] = contexts
+        return out, plan
 
     def reward_planned(self, contexts: np.ndarray, sequences: np.ndarray, plan) -> np.ndarray:
         """:meth:`reward` given :meth:`expert_plan`'s result for the same ``contexts``."""
@@ -426,6 +435,17 @@ class DeterministicTask(Task):
 
     def expert_probs(self, contexts, prefixes):
         nxt = self.expert_next_token(contexts, prefixes)
+        out = np.zeros((len(nxt), self.vocab_size))
+        out[np.arange(len(nxt)), nxt] = 1.0
+        return out
+
+    def expert_next_token_planned(self, contexts, prefixes, plan) -> np.ndarray:
+        """:meth:`expert_next_token` given :meth:`expert_plan`'s result for the same
+        ``contexts`` (a fresh array); environments read the expert's action from it."""
+        return self.expert_next_token(contexts, prefixes)
+
+    def expert_probs_planned(self, contexts, prefixes, plan):
+        nxt = self.expert_next_token_planned(contexts, prefixes, plan)
         out = np.zeros((len(nxt), self.vocab_size))
         out[np.arange(len(nxt)), nxt] = 1.0
         return out

@@ -40,3 +40,76 @@ def log_abs_diff_exp(x, y) -> np.ndarray:
         d = np.where(np.isfinite(lo), lo - hi, -np.inf)
         out = hi + np.log(-np.expm1(d))
     return np.where(np.isneginf(hi), -np.inf, out)
+
+
+def shuffle_rows(rng: np.random.Generator, values: np.ndarray, bits: int) -> np.ndarray:
+    """Each row of ``values`` ``(n, m)`` (integers in ``[0, 2^bits)``) in an independent,
+    uniformly random order; the draws come from ``rng`` only. Returns a new array of the
+    narrowest unsigned dtype used for the keys (``uint32`` for ``bits <= 12``, else ``uint64``).
+
+    A row is sorted by the keys ``(random bits << bits) | value``: a plain unsigned-integer sort
+    that carries the values along in the low bits (no arg-sort, no gather). A row in which two
+    random parts tie is drawn again: given distinct i.i.d. random parts every order is equally
+    likely, so the orders are exactly uniform. At least 20 random bits remain, so ties are rare
+    (about ``m^2 / 2^21`` of the rows at 20 bits).
+    """
+    values = np.asarray(values)
+    if values.ndim != 2:
+        raise ValueError(f"values must be a 2-d array (n, m), got shape {values.shape}")
+    if not 1 <= bits <= 44:
+        raise ValueError(f"bits must be in [1, 44], got {bits}")
+    dtype = np.uint32 if bits <= 12 else np.uint64
+    low = dtype((1 << bits) - 1)
+    if not np.issubdtype(values.dtype, np.integer) or (
+        values.size and ((np.issubdtype(values.dtype, np.signedinteger) and values.min() < 0) or values.max() > int(low))
+    ):
+        raise ValueError(f"values must be integers in [0, 2^{bits} - 1]")
+    return _shuffle(rng, values.astype(dtype, copy=False), low)
+
+
+def _shuffle(rng: np.random.Generator, values: np.ndarray, low) -> np.ndarray:
+    """:func:`shuffle_rows` on checked ``values`` of the key dtype; ``low`` = the value mask."""
+    n, m = values.shape
+    dtype = values.dtype
+    width = dtype.itemsize * 8
+    if n == 0 or m == 0:
+        return values.copy()
+
+    def keys(rows) -> np.ndarray:
+        count = (len(rows) if rows is not None else n) * m
+        words = count * (width // 32)
+        raw = rng.bit_generator.random_raw((words + 1) // 2).view(np.uint32)[:words]
+        out = raw.view(dtype).reshape(-1, m)
+        out &= ~low
+        out |= values if rows is None else values[rows]
+        out.sort(axis=1)
+        return out
+
+    out = keys(None)
+    while m > 1:
+        # a tie leaves two adjacent keys (after the sort) whose XOR fits in the value bits: one
+        # pass over the flat array finds them (pairs that straddle two rows are skipped)
+        flat = out.reshape(-1)
+        near = flat[1:] ^ flat[:-1]
+        if near.min() > low:
+            break
+        pos = np.flatnonzero(near <= low)
+        tied = np.unique(pos[pos % m != m - 1] // m)
+        if len(tied) == 0:
+            break
+        out[tied] = keys(tied)
+    out &= low
+    return out
+
+
+def random_orders(rng: np.random.Generator, n: int, m: int, k: int | None = None) -> np.ndarray:
+    """The first ``k`` entries (default all ``m``) of ``n`` independent uniformly random
+    permutations of ``0 .. m-1``, ``(n, k)`` (:func:`shuffle_rows` of ``0 .. m-1``), as
+    ``uint32`` for ``m <= 4096``, else ``uint64``."""
+    k = m if k is None else k
+    if not 0 <= k <= m:
+        raise ValueError(f"k must be in [0, {m}], got {k}")
+    bits = max(1, (m - 1).bit_length())
+    dtype = np.uint32 if bits <= 12 else np.uint64
+    values = np.broadcast_to(np.arange(m, dtype=dtype), (n, m))
+    return _shuffle(rng, values, dtype((1 << bits) - 1))[:, :k]

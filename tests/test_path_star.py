@@ -1,5 +1,6 @@
 """Path-star graphs: generator invariants, expert on and off its path, training views, env checks."""
 
+import itertools
 import math
 import warnings
 
@@ -124,6 +125,32 @@ def test_goal_arm_position_in_edge_list_is_uniform(d, l):
     counts = np.bincount(rank, minlength=d)
     stat = ((counts - n / d) ** 2 / (n / d)).sum()
     assert stat < _chi2_quantile(d - 1), (stat, counts)
+
+
+@pytest.mark.parametrize("d,l,N", [(2, 2, 3), (2, 3, 5), (3, 2, 5)])
+def test_every_prompt_is_equally_likely(d, l, N):
+    """The law of the prompt is uniform over (id assignment, edge order, goal arm): enumerate
+    every labelled star and edge order, and compare the generator's frequencies."""
+    task = PathStar(degree=d, path_length=l, num_nodes=N)
+    E = task.num_edges
+    support = set()
+    for ids in itertools.permutations(range(N), E + 1):
+        source, arms = ids[0], [ids[1 + a * (l - 1) : 1 + (a + 1) * (l - 1)] for a in range(d)]
+        edges = [(([source] + list(arm))[k], arm[k]) for arm in arms for k in range(l - 1)]
+        for goal_arm in range(d):
+            for order in itertools.permutations(range(E)):
+                prompt = []
+                for i in order:
+                    prompt += [*edges[i], task.pipe]
+                prompt[-1] = task.slash
+                support.add(tuple(prompt + [source, arms[goal_arm][-1], task.equals]))
+    support = sorted(support)
+    n = 40 * len(support)
+    ctx = task.sample_contexts(n, np.random.default_rng(0))
+    index = {p: i for i, p in enumerate(support)}
+    counts = np.bincount([index[tuple(r)] for r in ctx.tolist()], minlength=len(support))
+    stat = ((counts - 40) ** 2 / 40).sum()
+    assert counts.min() > 0 and stat < _chi2_quantile(len(support) - 1), (stat, len(support))
 
 
 # --------------------------------------------------------------------------------------------
@@ -272,6 +299,8 @@ def test_teacher_forcing_and_teacherless_views(order):
         ({"degree": 5, "path_length": 5, "num_nodes": 20}, "num_nodes"),
         ({"degree": 2, "path_length": 3, "num_nodes": 4}, "num_nodes"),
         ({"num_nodes": "50"}, "num_nodes"),
+        ({"num_nodes": 2**22 + 1}, r"num_nodes must be an integer in \[21, 4194304\]"),
+        ({"degree": 2**21, "path_length": 3}, "at most 4194304 node ids"),
         ({"order": "backward"}, "order"),
         ({"off_path": "nearest"}, "off_path"),
     ],
@@ -355,6 +384,26 @@ def test_planned_expert_and_reward_equal_the_plain_ones(order, off_path):
     for t in range(task.horizon):
         prefixes = rng.integers(0, task.vocab_size, size=(64, t))
         assert np.array_equal(task.expert_probs_planned(ctx, prefixes, plan), task.expert_probs(ctx, prefixes))
+        nxt = task.expert_next_token_planned(ctx, prefixes, plan)
+        assert np.array_equal(nxt, task.expert_next_token(ctx, prefixes))
+        nxt[:] = -1  # a fresh array: the plan is untouched
+        assert np.array_equal(task.expert_next_token_planned(ctx, prefixes, plan), task.expert_next_token(ctx, prefixes))
     seqs = np.concatenate([task.reference(ctx)[:32], rng.integers(0, task.num_nodes, size=(32, task.horizon))])
     assert np.array_equal(task.reward_planned(ctx, seqs, plan), task.reward(ctx, seqs))
     assert task.reward_planned(ctx, seqs, plan)[:32].all()
+    # written into a caller's buffer (the environments' observations), in its dtype
+    buf = np.full((64, task.context_length + 2), -7, dtype=np.int16)
+    out, plan2 = task.sample_contexts_planned(64, np.random.default_rng(9), out=buf[:, : task.context_length])
+    assert out.base is buf and np.array_equal(buf[:, : task.context_length], ctx_plain) and (buf[:, -2:] == -7).all()
+    assert np.array_equal(plan2[1], plan[1])
+    with pytest.raises(ValueError, match="out must be an integer array"):
+        task.sample_contexts_planned(64, np.random.default_rng(9), out=np.zeros((64, 3), dtype=np.int64))
+
+
+def test_default_planned_sampler_writes_into_out():
+    from ar_envs.tasks import Multiplication
+
+    task = Multiplication(digits=2)
+    buf = np.zeros((5, task.context_length), dtype=np.int16)
+    out, _ = task.sample_contexts_planned(5, np.random.default_rng(3), out=buf)
+    assert out is buf and np.array_equal(buf, task.sample_contexts(5, np.random.default_rng(3)))

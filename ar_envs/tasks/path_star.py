@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..core import DeterministicTask, as_rng, check_int
+from ..mathutil import random_orders, shuffle_rows
 
 ORDERS = ("forward", "reverse")
 OFF_PATH_MODES = ("reference", "consistent")
+MAX_NODES = 2**22  # the generator sorts an edge's two ids packed in 2 x 22 bits with its random key
 
 
 class PathStar(DeterministicTask):
@@ -80,7 +82,7 @@ class PathStar(DeterministicTask):
     ## Arguments
     * ``degree`` (d >= 2, default 5), ``path_length`` (l >= 2, default 5: nodes on the answer
       path including source and goal; ``horizon = l``), ``num_nodes`` (N >= d (l - 1) + 1,
-      default 50; a smaller N raises ``ValueError`` at construction), ``order`` (``"forward"``
+      default 50, at most ``2^22``; a smaller N raises ``ValueError`` at construction), ``order`` (``"forward"``
       default | ``"reverse"``), ``off_path`` (``"reference"`` default | ``"consistent"``).
     * The defaults are the reference setting G(5, 5) with N = 50.
 
@@ -104,6 +106,11 @@ class PathStar(DeterministicTask):
         self.path_length = check_int("path_length", path_length, 2)
         d, l = self.degree, self.path_length
         minimum = d * (l - 1) + 1
+        if minimum > MAX_NODES:
+            raise ValueError(
+                f"degree*(path_length-1)+1 must be at most {MAX_NODES} node ids, got {minimum} "
+                f"for degree={d}, path_length={l}"
+            )
         try:
             self.num_nodes = check_int("num_nodes", num_nodes, minimum)
         except ValueError as exc:
@@ -111,6 +118,7 @@ class PathStar(DeterministicTask):
                 f"{exc}: every graph needs degree*(path_length-1)+1 = {minimum} distinct node ids "
                 f"for degree={d}, path_length={l}"
             ) from None
+        check_int("num_nodes", self.num_nodes, minimum, MAX_NODES)  # the generator packs an edge in 44 bits
         if order not in ORDERS:
             raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
         if off_path not in OFF_PATH_MODES:
@@ -160,46 +168,66 @@ class PathStar(DeterministicTask):
         return "".join(out)
 
     # ------------------------------------------------------------------ generator
-    def _sample(self, n: int, rng) -> tuple[np.ndarray, np.ndarray]:
-        """``(contexts (n, L), forward paths (n, l))`` from one seeded generator."""
+    def _sample(self, n: int, rng, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(contexts (n, L), forward paths (n, l))`` from one seeded generator; the contexts
+        are written into ``out`` (an integer array ``(n, L)``) if given, else a new int64 array.
+
+        The star has ``E + 1`` slots: slot 0 is the source and slot ``1 + e`` the child of edge
+        ``e = a (l - 1) + k`` (arm ``a``, depth ``k``), whose parent is the source (``k = 0``)
+        or slot ``e``. The slots get the first ``E + 1`` entries of a uniformly random
+        permutation of the ids (distinct ids, uniformly assigned) and the prompt lists the edges
+        in a second, independent, uniformly random order. The goal is the end of arm 0: with
+        uniformly random ids and edge order, every arm is equally likely to be the goal arm
+        given the prompt (relabelling the arms preserves the law), so a fixed arm leaks nothing
+        and saves a draw.
+        """
         rng = as_rng(rng)
         n = check_int("n", n, 0)
-        d, l, N, E = self.degree, self.path_length, self.num_nodes, self.num_edges
-        rows = np.arange(n)
-        # distinct random ids: the first E+1 entries of a random permutation of 0..N-1
-        nodes = np.argsort(rng.random((n, N)), axis=1)[:, : E + 1]  # ties have probability 0
-        source = nodes[:, 0]
-        arms = nodes[:, 1:].reshape(n, d, l - 1)
-        goal_arm = rng.integers(0, d, size=n)  # (equal in law to a fixed arm: the ids are random)
-        path = np.concatenate([source[:, None], arms[rows, goal_arm]], axis=1)
-        # edges (parent -> child) arm by arm, then shuffled independently per graph
-        parents = np.concatenate([np.broadcast_to(source[:, None, None], (n, d, 1)), arms[:, :, :-1]], axis=2)
-        perm = np.argsort(rng.random((n, E)), axis=1)
-        u = np.take_along_axis(parents.reshape(n, E), perm, axis=1)
-        v = np.take_along_axis(arms.reshape(n, E), perm, axis=1)
-        ctx = np.broadcast_to(self._template, (n, self.context_length)).copy()
-        ctx[:, 0 : 3 * E : 3] = u
-        ctx[:, 1 : 3 * E : 3] = v
-        ctx[:, 3 * E] = source
-        ctx[:, 3 * E + 1] = path[:, -1]
-        return ctx, path
+        l, E = self.path_length, self.num_edges
+        N = self.num_nodes
+        nodes = random_orders(rng, n, N, E + 1)  # uint32 or uint64
+        # the edges as keys parent << b | child, shuffled per row (the sort of shuffle_rows
+        # carries both ids along): the child of edge e is slot e + 1, its parent slot e, except
+        # at the arms' first edges (e a multiple of l - 1), whose parent is the source
+        b = max(1, (N - 1).bit_length())
+        edges = nodes[:, :E] << b
+        edges[:, :: l - 1] = edges[:, :1]
+        edges |= nodes[:, 1:]
+        edges = shuffle_rows(rng, edges, 2 * b)
+        if out is None:
+            ctx = np.empty((n, self.context_length), dtype=np.int64)
+        elif np.shape(out) != (n, self.context_length) or not np.issubdtype(out.dtype, np.integer):
+            raise ValueError(f"out must be an integer array of shape ({n}, {self.context_length}), got {np.shape(out)}")
+        else:
+            ctx = out
+        ctx[:, 0 : 3 * E : 3] = edges >> b
+        edges &= (1 << b) - 1
+        ctx[:, 1 : 3 * E : 3] = edges
+        ctx[:, 2 : 3 * E - 1 : 3] = self.pipe
+        ctx[:, 3 * E - 1] = self.slash
+        ctx[:, 3 * E] = nodes[:, 0]
+        ctx[:, 3 * E + 1] = nodes[:, l - 1]
+        ctx[:, 3 * E + 2] = self.equals
+        return ctx, nodes[:, :l].astype(np.int64)
 
     def sample_contexts(self, n, rng):
         return self._sample(n, rng)[0]
 
-    def sample_contexts_planned(self, n, rng):
-        ctx, path = self._sample(n, rng)
+    def sample_contexts_planned(self, n, rng, out=None):
+        ctx, path = self._sample(n, rng, out)
+        ref = path if self.order == "forward" else path[:, ::-1].copy()
+        if self.off_path == "reference":
+            return ctx, (None, ref)  # the reference expert reads only the answer
         E = self.num_edges
         rows = np.arange(n)[:, None]
         u, v = ctx[:, 0 : 3 * E : 3], ctx[:, 1 : 3 * E : 3]
+        step = np.full((n, self.vocab_size), -1, dtype=np.int64)
         if self.order == "forward":
-            step = np.full((n, self.vocab_size), -1, dtype=np.int64)
             step[rows, u] = v
             step[rows[:, 0], path[:, 0]] = -1  # the source has d children: no unique child
-            return ctx, (step, path)
-        step = np.full((n, self.vocab_size), -1, dtype=np.int64)
-        step[rows, v] = u
-        return ctx, (step, path[:, ::-1].copy())
+        else:
+            step[rows, v] = u
+        return ctx, (step, ref)
 
     def sample_expert(self, n, rng=None):
         """Contexts and their answers, fully vectorised (same contexts as ``sample_contexts``
@@ -291,19 +319,17 @@ class PathStar(DeterministicTask):
             return child, path
         return parent, path[:, ::-1].copy()
 
-    def expert_probs_planned(self, contexts, prefixes, plan):
+    def expert_next_token_planned(self, contexts, prefixes, plan):
         step, ref = plan
         n, t = len(ref), np.shape(prefixes)[1]
         if t >= self.horizon:
             raise ValueError(f"prefixes must have length in [0, {self.horizon - 1}], got {t}")
-        nxt = ref[:, t]
+        nxt = ref[:, t].copy()
         if self.off_path == "consistent" and t > 0:
             last = np.asarray(prefixes)[:, t - 1]
             cont = step[np.arange(n), last]
             nxt = np.where(cont >= 0, cont, nxt)
-        out = np.zeros((n, self.vocab_size))
-        out[np.arange(n), nxt] = 1.0
-        return out
+        return nxt
 
     def reward_planned(self, contexts, sequences, plan):
         seq = self.check_tokens("sequences", sequences, len(plan[1]), exact_len=self.horizon)
