@@ -47,6 +47,8 @@ import time
 import numpy as np
 import torch
 
+from ar_envs.env import token_dtype
+
 TARGET_UTILISATION = 0.25
 TARGET_SPEEDUP = 10.0
 
@@ -93,7 +95,7 @@ def transitions(task, demos) -> tuple[np.ndarray, np.ndarray]:
     """
     ctx, seq = demos.contexts, demos.sequences
     n, H = seq.shape
-    obs = np.empty((n, H, ctx.shape[1] + H), dtype=np.int64)
+    obs = np.empty((n, H, ctx.shape[1] + H), dtype=token_dtype(task))
     obs[:, :, : ctx.shape[1]] = ctx[:, None, :]
     answer = np.broadcast_to(seq[:, None, :], (n, H, H))
     written = np.arange(H)[None, :, None] > np.arange(H)[None, None, :]  # [h, j]: token j written before step h

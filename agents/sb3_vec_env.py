@@ -15,7 +15,8 @@ Gymnasium's ``VectorEnv`` vs SB3's ``VecEnv``; :class:`ar_envs.SequenceVectorEnv
 episode (the copies run in lockstep, so every copy ends on the same step) and returns its
 observation. Everything else is as with ``DummyVecEnv([lambda: SequenceEnv(task)] * n)``: the
 same observations, rewards (float32), ``dones`` and info dicts (``step``, and while an episode
-runs ``expert_action`` / ``expert_probs``; a new episode's first info is in ``reset_infos``), and
+runs ``expert_action``, and ``expert_probs`` with ``expert_probs=True``; a new episode's first
+info is in ``reset_infos``), and
 the same law. With ``n_envs=1`` and the same seed it reproduces that ``DummyVecEnv`` step for
 step; with more copies one generator serves the whole batch (``seed(s)`` seeds it with ``s``,
 where ``DummyVecEnv`` seeds copy ``i`` with ``s + i``), so the draws differ, not their law.
@@ -49,6 +50,7 @@ class SequenceVecEnv(VecEnv):
         max_episode_steps: truncate episodes after this many tokens (``None``: episodes end at
             the horizon); a truncated copy has ``TimeLimit.truncated = True`` in its info.
         render_mode: ``None`` or ``"ansi"`` (``render()`` returns one line per copy).
+        expert_probs: also put the expert's next-token distribution in the info dicts.
 
     ``env`` is the underlying :class:`ar_envs.SequenceVectorEnv`. ``get_attr`` reads its
     attributes (the same value for every index: the copies share one environment),
@@ -57,19 +59,25 @@ class SequenceVecEnv(VecEnv):
     returned once per index.
     """
 
-    def __init__(self, task: Task, n_envs: int = 1, max_episode_steps: int | None = None, render_mode: str | None = None):
+    def __init__(self, task: Task, n_envs: int = 1, max_episode_steps: int | None = None, render_mode: str | None = None,
+                 expert_probs: bool = False):
         if not isinstance(task, Task):
             raise ValueError(f"task must be an ar_envs Task, got {type(task).__name__}")
         self.task = task
-        self.env = SequenceVectorEnv(task, num_envs=n_envs, max_episode_steps=max_episode_steps, render_mode=render_mode)
+        self.env = SequenceVectorEnv(task, num_envs=n_envs, max_episode_steps=max_episode_steps, render_mode=render_mode,
+                                     expert_probs=expert_probs)
         super().__init__(self.env.num_envs, self.env.single_observation_space, self.env.single_action_space)
         self._actions: np.ndarray | None = None
 
     # ------------------------------------------------------------------ infos
     def _running_infos(self, info: dict) -> list[dict[str, Any]]:
         """Per-copy info dicts of a step on which no episode ended (as ``SequenceEnv`` gives)."""
-        steps, actions, probs = info["step"], info["expert_action"], info["expert_probs"]
-        return [{"step": int(steps[i]), "expert_probs": probs[i], "expert_action": int(actions[i])} for i in range(self.num_envs)]
+        steps, actions, probs = info["step"], info["expert_action"], info.get("expert_probs")
+        infos = [{"step": int(steps[i]), "expert_action": int(actions[i])} for i in range(self.num_envs)]
+        if probs is not None:
+            for i, d in enumerate(infos):
+                d["expert_probs"] = probs[i]
+        return infos
 
     # ------------------------------------------------------------------ the VecEnv interface
     def reset(self) -> np.ndarray:

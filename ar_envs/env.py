@@ -5,12 +5,20 @@
   over copies), autoreset mode ``NEXT_STEP`` like Gymnasium's own ``CartPoleVectorEnv``.
 
 Observation: ``MultiDiscrete`` token array of fixed length ``L + H``: the context tokens, then the
-tokens generated so far, padded with the token id ``V`` (one past the vocabulary). Stock SB3
-policies accept it (they one-hot encode it). Action: ``Discrete(V)``. Reward: the task's sequence
-reward at the last step, ``0`` before. ``info``: ``step`` (tokens generated so far) and, while the
-episode is running, ``expert_action`` (a draw from the expert's next-token distribution) and
-``expert_probs`` (that distribution). ``action_masks()`` gives the task's
-:meth:`~ar_envs.core.Task.action_mask` for the next token (sb3-contrib's MaskablePPO reads it).
+tokens generated so far, padded with the token id ``V`` (one past the vocabulary). Its dtype is
+the smallest unsigned integer type that holds every token (:func:`token_dtype`: ``uint8`` for
+vocabularies of up to 255 tokens, like Atari frames), which keeps copies and replay buffers
+small; ``gymnasium.wrappers.DtypeObservation`` (``gymnasium.wrappers.vector.DtypeObservation``)
+converts, e.g. to ``np.int64``. Stock SB3 policies accept it (they one-hot encode it). Action:
+``Discrete(V)``. Reward: the task's sequence reward at the last step, ``0`` before.
+
+``info``: ``step`` (tokens generated so far) and, while the episode is running,
+``expert_action`` (a draw from the expert's next-token distribution; for a deterministic expert,
+its token). On request (``expert_probs=True`` at construction, e.g.
+``gym.make(env_id, expert_probs=True)``) also ``expert_probs``, that distribution (float64,
+``(V,)`` per copy): it is ``V`` numbers per copy and step, so it is off by default.
+``action_masks()`` gives the task's :meth:`~ar_envs.core.Task.action_mask` for the next token
+(sb3-contrib's MaskablePPO reads it).
 
 The expert's draws come from their own generator, derived from the environment's ``np_random``
 at the first reset and at every seeded reset, so the contexts do not depend on them. With the
@@ -28,12 +36,33 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from .core import Task, check_int, sample_categorical
+from .core import DeterministicTask, Task, check_int, sample_categorical
+
+
+def token_dtype(task: Task) -> np.dtype:
+    """The observations' dtype: the smallest of ``int16``, ``int32``, ``int64`` that holds every
+    token and the observation space's one-hot width ``sum(nvec) = L * C + H * (V + 1)``.
+
+    ``MultiDiscrete`` stores ``nvec`` in its dtype, and SB3 sizes its one-hot encoding with
+    ``sum(observation_space.nvec)``, computed in that dtype: the width must fit, or stock SB3
+    policies would see an overflowed size. Signed, so token arithmetic does not wrap around.
+    """
+    width = task.context_length * task.context_vocab_size + task.horizon * (task.vocab_size + 1)
+    for dtype in (np.int16, np.int32):
+        if width <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    return np.dtype(np.int64)
+
+
+def _check_flag(name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def observation_space(task: Task) -> spaces.MultiDiscrete:
     nvec = [task.context_vocab_size] * task.context_length + [task.vocab_size + 1] * task.horizon
-    return spaces.MultiDiscrete(np.array(nvec, dtype=np.int64), dtype=np.int64)
+    return spaces.MultiDiscrete(np.array(nvec, dtype=np.int64), dtype=token_dtype(task))
 
 
 def _sample_rows(probs: np.ndarray, rng: np.random.Generator, one_hot: bool = False) -> np.ndarray:
@@ -78,17 +107,18 @@ class SequenceEnv(gym.Env):
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
 
-    def __init__(self, task: Task, render_mode: str | None = None):
+    def __init__(self, task: Task, render_mode: str | None = None, expert_probs: bool = False):
         if not isinstance(task, Task):
             raise ValueError(f"task must be an ar_envs Task, got {type(task).__name__}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.task = task
         self.render_mode = render_mode
+        self.expert_probs = _check_flag("expert_probs", expert_probs)
         self.observation_space = observation_space(task)
         self.action_space = spaces.Discrete(task.vocab_size)
         L, H = task.context_length, task.horizon
-        self._obs = np.full(L + H, task.vocab_size, dtype=np.int64)
+        self._obs = np.full(L + H, task.vocab_size, dtype=token_dtype(task))
         self._t = 0
         self._done = True
         self._expert_rng: np.random.Generator | None = None
@@ -97,17 +127,25 @@ class SequenceEnv(gym.Env):
     # the expert's distribution and a draw from it, after the current prefix
     def _expert_info(self, info: dict) -> dict:
         L = self.task.context_length
-        probs = self.task.expert_probs_planned(self._obs[None, :L], self._obs[None, L : L + self._t], self._plan)[0]
-        info["expert_probs"] = probs
-        info["expert_action"] = _sample_row(probs, self._expert_rng)
+        ctx, prefix = self._obs[None, :L], self._obs[None, L : L + self._t]
+        if isinstance(self.task, DeterministicTask):  # one token, no draw
+            action = int(self.task.expert_next_token_planned(ctx, prefix, self._plan)[0])
+            if self.expert_probs:
+                probs = np.zeros(self.task.vocab_size)
+                probs[action] = 1.0
+        else:
+            probs = self.task.expert_probs_planned(ctx, prefix, self._plan)[0]
+            action = _sample_row(probs, self._expert_rng)
+        info["expert_action"] = action
+        if self.expert_probs:
+            info["expert_probs"] = probs
         return info
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         L = self.task.context_length
         self._obs[:] = self.task.vocab_size
-        contexts, self._plan = self.task.sample_contexts_planned(1, self.np_random)
-        self._obs[:L] = contexts[0]
+        _, self._plan = self.task.sample_contexts_planned(1, self.np_random, out=self._obs[None, :L])
         if seed is not None or self._expert_rng is None:
             self._expert_rng = np.random.default_rng(self.np_random.integers(0, 2**63))
         self._t = 0
@@ -164,9 +202,10 @@ class SequenceVectorEnv(VectorEnv):
     """``num_envs`` copies of a task, stepped in one batch (autoreset mode ``NEXT_STEP``).
 
     ``max_episode_steps`` truncates episodes early (``None`` or ``>= H``: episodes end by
-    termination at the horizon). ``info`` holds ``step`` ``(n,)`` and ``expert_action`` ``(n,)`` /
-    ``expert_probs`` ``(n, V)`` with the masks ``_expert_action`` / ``_expert_probs`` for the
-    copies that are running (all of them, except on the step an episode ends).
+    termination at the horizon). ``info`` holds ``step`` ``(n,)`` and ``expert_action`` ``(n,)``
+    (and with ``expert_probs=True`` ``expert_probs`` ``(n, V)``) with the masks
+    ``_expert_action`` (``_expert_probs``) for the copies that are running (all of them, except
+    on the step an episode ends).
 
     All copies move in lockstep: every episode lasts exactly ``H`` steps (or
     ``max_episode_steps``) and :meth:`reset` resets every copy, so the copies share one step
@@ -176,12 +215,14 @@ class SequenceVectorEnv(VectorEnv):
 
     metadata = {"render_modes": ["ansi"], "autoreset_mode": AutoresetMode.NEXT_STEP}
 
-    def __init__(self, task: Task, num_envs: int = 1, max_episode_steps: int | None = None, render_mode: str | None = None):
+    def __init__(self, task: Task, num_envs: int = 1, max_episode_steps: int | None = None, render_mode: str | None = None,
+                 expert_probs: bool = False):
         if not isinstance(task, Task):
             raise ValueError(f"task must be an ar_envs Task, got {type(task).__name__}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.task = task
+        self.expert_probs = _check_flag("expert_probs", expert_probs)
         self.num_envs = check_int("num_envs", num_envs, 1)
         self.max_episode_steps = None if max_episode_steps is None else check_int("max_episode_steps", max_episode_steps, 1)
         self.render_mode = render_mode
@@ -190,7 +231,7 @@ class SequenceVectorEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         n, L, H = self.num_envs, task.context_length, task.horizon
-        self._obs = np.full((n, L + H), task.vocab_size, dtype=np.int64)
+        self._obs = np.full((n, L + H), task.vocab_size, dtype=token_dtype(task))
         self._t = 0  # tokens generated so far, the same in every copy
         self._ended = False  # the episodes ended on the last step: the next step resets them
         self._expert_rng: np.random.Generator | None = None
@@ -198,9 +239,9 @@ class SequenceVectorEnv(VectorEnv):
 
     def _new_episodes(self) -> None:
         L = self.task.context_length
-        self._obs[:] = self.task.vocab_size
+        self._obs[:, L:] = self.task.vocab_size
         if L:
-            self._obs[:, :L], self._plan = self.task.sample_contexts_planned(self.num_envs, self.np_random)
+            _, self._plan = self.task.sample_contexts_planned(self.num_envs, self.np_random, out=self._obs[:, :L])
         else:
             self._plan = self.task.expert_plan(self._obs[:, :0])
         self._t = 0
@@ -208,17 +249,25 @@ class SequenceVectorEnv(VectorEnv):
 
     def _expert_info(self, info: dict) -> dict:
         n, V, L = self.num_envs, self.task.vocab_size, self.task.context_length
+        probs = None
         if self._ended:  # nothing to predict after the last token
-            probs = np.zeros((n, V))
             actions = np.full(n, -1, dtype=np.int64)
+            if self.expert_probs:
+                probs = np.zeros((n, V))
+        elif isinstance(self.task, DeterministicTask):  # the expert's tokens, no draw
+            actions = self.task.expert_next_token_planned(self._obs[:, :L], self._obs[:, L : L + self._t], self._plan)
+            if self.expert_probs:
+                probs = np.zeros((n, V))
+                probs[np.arange(n), actions] = 1.0
         else:
             probs = self.task.expert_probs_planned(self._obs[:, :L], self._obs[:, L : L + self._t], self._plan)
             actions = _sample_rows(probs, self._expert_rng, self.task.deterministic_expert)
         running = np.full(n, not self._ended)
-        info["expert_probs"] = probs
         info["expert_action"] = actions
         info["_expert_action"] = running
-        info["_expert_probs"] = running.copy()
+        if self.expert_probs:
+            info["expert_probs"] = probs
+            info["_expert_probs"] = running.copy()
         return info
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -291,12 +340,14 @@ def make_env_classes(task_cls: type[Task]):
     """``(Env, VectorEnv)`` subclasses that build ``task_cls(**kwargs)`` themselves."""
 
     class _Env(SequenceEnv):
-        def __init__(self, render_mode: str | None = None, **task_kwargs):
-            super().__init__(task_cls(**task_kwargs), render_mode=render_mode)
+        def __init__(self, render_mode: str | None = None, expert_probs: bool = False, **task_kwargs):
+            super().__init__(task_cls(**task_kwargs), render_mode=render_mode, expert_probs=expert_probs)
 
     class _VectorEnv(SequenceVectorEnv):
-        def __init__(self, num_envs: int = 1, max_episode_steps: int | None = None, render_mode: str | None = None, **task_kwargs):
-            super().__init__(task_cls(**task_kwargs), num_envs=num_envs, max_episode_steps=max_episode_steps, render_mode=render_mode)
+        def __init__(self, num_envs: int = 1, max_episode_steps: int | None = None, render_mode: str | None = None,
+                     expert_probs: bool = False, **task_kwargs):
+            super().__init__(task_cls(**task_kwargs), num_envs=num_envs, max_episode_steps=max_episode_steps,
+                             render_mode=render_mode, expert_probs=expert_probs)
 
     base = task_cls.__name__
     for cls, suffix in ((_Env, "Env"), (_VectorEnv, "VectorEnv")):

@@ -23,7 +23,8 @@ from gymnasium.vector import AutoresetMode
 import ar_envs
 from ar_envs import ExpertPolicy, SequenceEnv, SequenceVectorEnv
 from ar_envs.core import sample_categorical
-from ar_envs.tasks import TwoBranch
+from ar_envs.env import token_dtype
+from ar_envs.tasks import PathStar, TwoBranch
 
 # small instances where the defaults are big; ids not listed here are made with no kwargs
 SMALL = {
@@ -136,6 +137,39 @@ def test_make_vec_gives_native_vector_env(env_id):
     assert venv.action_space.contains(info["expert_action"])
 
 
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_observation_dtype_holds_every_token_and_the_sb3_one_hot_width(env_id):
+    from stable_baselines3.common.preprocessing import get_flattened_obs_dim
+
+    env = make(env_id)
+    space, task = env.observation_space, env.unwrapped.task
+    L, H, C, V = task.context_length, task.horizon, task.context_vocab_size, task.vocab_size
+    width = L * C + H * (V + 1)
+    assert space.dtype == token_dtype(task) and np.issubdtype(space.dtype, np.signedinteger)
+    assert width <= np.iinfo(space.dtype).max and max(C - 1, V) <= np.iinfo(space.dtype).max
+    # SB3 sums nvec in the space's dtype: the sum must not wrap around
+    assert get_flattened_obs_dim(space) == width == int(np.sum(space.nvec, dtype=np.int64))
+    obs, _ = env.reset(seed=0)
+    assert obs.dtype == space.dtype and space.contains(obs)
+
+
+@pytest.mark.parametrize(
+    "task, dtype",
+    [
+        (TwoBranch(horizon=50), np.int16),  # 50 x 3
+        (PathStar(), np.int16),  # 63 x 54 + 5 x 55 = 3677
+        (PathStar(degree=10, path_length=20, num_nodes=200), np.int32),  # 573 x 204 + 20 x 205
+        (PathStar(degree=2, path_length=2, num_nodes=40_000), np.int32),  # vocabulary > int16
+    ],
+    ids=lambda x: getattr(x, "describe", lambda: str(x))(),
+)
+def test_token_dtype_is_the_smallest_that_fits(task, dtype):
+    assert token_dtype(task) == np.dtype(dtype)
+    venv = SequenceVectorEnv(task, num_envs=2)
+    obs, _ = venv.reset(seed=0)
+    assert obs.dtype == dtype and venv.observation_space.contains(obs)
+
+
 def test_make_vec_max_episode_steps_truncates():
     H, cut = 6, 4
     venv = make_vec("ar_envs/TwoBranch-v0", num_envs=5, max_episode_steps=cut)
@@ -174,8 +208,8 @@ def test_make_vec_max_episode_steps_truncates():
 
 def _first_episodes(env_id, seed, episodes, action_rng_seed=0):
     """Run SequenceEnv and SequenceVectorEnv(num_envs=1) side by side; assert they agree."""
-    env = make(env_id)
-    venv = make_vec(env_id, num_envs=1)
+    env = make(env_id, expert_probs=True)
+    venv = make_vec(env_id, num_envs=1, expert_probs=True)
     V = env.action_space.n
     rng = np.random.default_rng(action_rng_seed)
     obs, info = env.reset(seed=seed)
@@ -215,7 +249,7 @@ def test_vector_env_with_one_copy_equals_single_env(env_id):
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_vector_env_is_deterministic_under_a_seed(env_id):
     def run(seed):
-        venv = make_vec(env_id, num_envs=32)
+        venv = make_vec(env_id, num_envs=32, expert_probs=True)
         V = venv.single_action_space.n
         H = venv.unwrapped.task.horizon
         rng = np.random.default_rng(0)
@@ -311,6 +345,8 @@ def test_vector_env_rejects_actions_outside_the_space(env_id):
         ("ar_envs/MixtureTeacher-v0", {"p": 0.6, "q": 0.4}, "q"),
         ("ar_envs/PathStar-v0", {"degree": 3, "path_length": 4, "num_nodes": 9}, "num_nodes"),
         ("ar_envs/TwoBranch-v0", {"render_mode": "human"}, "render_mode"),
+        ("ar_envs/TwoBranch-v0", {"expert_probs": "yes"}, "expert_probs"),
+        ("ar_envs/PathStar-v0", {"expert_probs": 1}, "expert_probs"),
     ],
 )
 def test_bad_constructor_arguments_name_the_argument(env_id, kwargs, argument):
@@ -368,15 +404,25 @@ def test_render_ansi_is_a_readable_string(env_id):
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_info_carries_step_and_expert_action(env_id):
-    env = make(env_id)
+    env = make(env_id, expert_probs=True)
+    plain = make(env_id)  # without expert_probs=True the info has no distribution
     task = env.unwrapped.task
+    L = task.context_length
     obs, info = env.reset(seed=2)
+    _, plain_info = plain.reset(seed=2)
     for t in range(1, task.horizon + 1):
         assert info["step"] == t - 1
         assert env.action_space.contains(info["expert_action"])
         probs = info["expert_probs"]
-        assert probs.shape == (task.vocab_size,) and math.isclose(probs.sum(), 1.0) and probs[info["expert_action"]] > 0
-        obs, r, term, trunc, info = env.step(info["expert_action"])
+        assert probs.dtype == np.float64 and probs.shape == (task.vocab_size,)
+        assert math.isclose(probs.sum(), 1.0) and probs[info["expert_action"]] > 0
+        # exactly the task's distribution after this prefix
+        expected = task.expert_probs(obs[None, :L].astype(np.int64), obs[None, L : L + t - 1].astype(np.int64))[0]
+        assert np.array_equal(probs, expected)
+        assert "expert_probs" not in plain_info and plain_info["expert_action"] == info["expert_action"]
+        action = info["expert_action"]
+        obs, r, term, trunc, info = env.step(action)
+        _, _, _, _, plain_info = plain.step(action)
         assert info["step"] == t and term == (t == task.horizon) and not trunc
     assert "expert_action" not in info and 0.0 <= r <= 1.0
 
@@ -388,7 +434,7 @@ def test_info_carries_step_and_expert_action(env_id):
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_expert_policy_predict_single_and_batched(env_id):
-    venv = make_vec(env_id, num_envs=16)
+    venv = make_vec(env_id, num_envs=16, expert_probs=True)
     task = venv.unwrapped.task
     expert = ExpertPolicy(task, seed=0)
     obs, info = venv.reset(seed=4)

@@ -261,6 +261,8 @@ def test_dagger_with_env_and_expert_policy_object():
         dagger_with_env(env, None, policy="linear", episodes=0)
     with pytest.raises(ValueError, match="action_probs"):
         dagger_with_env(env, object(), policy="linear")
+    with pytest.raises(ValueError, match="expert_probs=True"):  # no label: the env was made without it
+        dagger_with_env(env, None, **run)
 
 
 # --------------------------------------------------------------------------------------------

@@ -48,7 +48,8 @@ def test_evaluate_policy_path_star_vectorised():
 
 def test_predict_equals_expert_argmax_on_batches_and_single_observations():
     task = ar_envs.make_task("linear-ar", horizon=4, vocab_size=4)
-    venv = gym.make_vec("ar_envs/LinearAR-v0", num_envs=32, vectorization_mode="vector_entry_point", **task.task_args())
+    venv = gym.make_vec("ar_envs/LinearAR-v0", num_envs=32, vectorization_mode="vector_entry_point", expert_probs=True,
+                        **task.task_args())
     policy, expert = ExpertSB3Policy(task), ExpertPolicy(task)
     obs, info = venv.reset(seed=1)
     rng = np.random.default_rng(0)

@@ -113,7 +113,7 @@ def test_expert_gets_reward_one_in_both_vec_envs(task):
                 ends += 1
                 assert np.all(rewards == 1.0)
                 for info in infos:
-                    assert venv.observation_space.contains(info["terminal_observation"].astype(np.int64))
+                    assert venv.observation_space.contains(info["terminal_observation"])
                     assert not info["TimeLimit.truncated"]
                     assert (info["terminal_observation"][task.context_length :] != task.vocab_size).all()
             else:
@@ -188,7 +188,7 @@ MASKED_TASKS = [
 def test_the_expert_action_is_always_allowed(task):
     # on and off the expert's path: half the tokens are the expert's, half uniformly random
     n = 64
-    venv = ar_envs.SequenceVectorEnv(task, num_envs=n)
+    venv = ar_envs.SequenceVectorEnv(task, num_envs=n, expert_probs=True)
     obs, info = venv.reset(seed=0)
     rng = np.random.default_rng(0)
     for _ in range(3 * (task.horizon + 1)):

@@ -138,11 +138,12 @@ def dagger_with_env(env, expert_policy=None, policy=DEFAULT_POLICY, *, policy_ar
                     epochs: int = 10, lr: float = 1e-3, batch_size: int = 64, seed: int = 0):
     """DAgger through a Gymnasium environment and an expert policy object. Returns ``(policy, log)``.
 
-    ``env``: an environment id (``"ar_envs/PathStar-v0"``, made with ``env_kwargs``) or a
-    single (non-vector) env with this package's observations: the context, then the tokens so
-    far padded with ``V``. ``expert_policy``: an object with ``action_probs(obs) -> (1, V)``
+    ``env``: an environment id (``"ar_envs/PathStar-v0"``, made with ``env_kwargs``, and with
+    ``expert_probs=True`` unless ``env_kwargs`` says otherwise) or a single (non-vector) env
+    with this package's observations: the context, then the tokens so far padded with ``V``.
+    ``expert_policy``: an object with ``action_probs(obs) -> (1, V)``
     (:class:`ar_envs.expert.ExpertPolicy`); ``None`` reads the label from
-    ``info["expert_probs"]``. ``policy``: a kind name (needs ``env.unwrapped.task``) or a
+    ``info["expert_probs"]`` (an env made with ``expert_probs=True``). ``policy``: a kind name (needs ``env.unwrapped.task``) or a
     ``TokenPolicy`` to start from (copied).
 
     Round 0 plays ``episodes`` episodes with ``beta_0 = 1`` (the expert's own roll-outs); round
@@ -159,7 +160,7 @@ def dagger_with_env(env, expert_policy=None, policy=DEFAULT_POLICY, *, policy_ar
     beta = BetaSchedule(beta_schedule, max(rounds, 1) if beta_rampdown is None else beta_rampdown, beta_decay)
     epochs, lr, batch_size = check_training_args(epochs, lr, batch_size)
     if isinstance(env, str):
-        env = gym.make(env, **(env_kwargs or {}))
+        env = gym.make(env, **{"expert_probs": True, **(env_kwargs or {})})
     elif env_kwargs:
         raise ValueError("env_kwargs apply only when env is an environment id")
     if not isinstance(env, gym.Env):
@@ -184,7 +185,7 @@ def dagger_with_env(env, expert_policy=None, policy=DEFAULT_POLICY, *, policy_ar
         if expert_policy is not None:
             return np.asarray(expert_policy.action_probs(obs), dtype=np.float64).reshape(V)
         if "expert_probs" not in info:
-            raise ValueError("the env's info has no 'expert_probs': pass expert_policy")
+            raise ValueError("the env's info has no 'expert_probs': make the env with expert_probs=True, or pass expert_policy")
         return np.asarray(info["expert_probs"], dtype=np.float64).reshape(V)
 
     def collect(beta_r):
