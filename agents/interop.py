@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ar_envs.core import Task
+from ar_envs.env import token_dtype
 
 INSTALL_HINT = (
     "the 'imitation' library is not importable; it pins gymnasium~=0.29, so install it without its "
@@ -24,7 +25,8 @@ INSTALL_HINT = (
 
 
 def episode_observations(task: Task, contexts, sequences) -> np.ndarray:
-    """The ``H + 1`` observations of each episode, ``(n, H + 1, L + H)`` int64.
+    """The ``H + 1`` observations of each episode, ``(n, H + 1, L + H)``, in the environments'
+    token dtype (:func:`ar_envs.env.token_dtype`).
 
     Observation ``t`` (``t = 0 .. H``) is what :class:`ar_envs.env.SequenceEnv` shows after ``t``
     tokens: the context, the first ``t`` tokens of the sequence, then the padding id ``V``.
@@ -40,7 +42,7 @@ def episode_observations(task: Task, contexts, sequences) -> np.ndarray:
         raise ValueError(f"contexts must have shape ({n}, {L}) (n, context_length), got {contexts.shape}")
     if sequences.size and (sequences.min() < 0 or sequences.max() >= V):
         raise ValueError(f"sequences must hold tokens in [0, {V - 1}], got values in [{sequences.min()}, {sequences.max()}]")
-    obs = np.full((n, H + 1, L + H), V, dtype=np.int64)
+    obs = np.full((n, H + 1, L + H), V, dtype=token_dtype(task))
     obs[:, :, :L] = contexts[:, None, :]
     shown = np.arange(H)[None, :] < np.arange(H + 1)[:, None]  # (H + 1, H): token h is shown after step t > h
     obs[:, :, L:] = np.where(shown[None], sequences[:, None, :], V)

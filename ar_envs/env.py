@@ -6,9 +6,9 @@
 
 Observation: ``MultiDiscrete`` token array of fixed length ``L + H``: the context tokens, then the
 tokens generated so far, padded with the token id ``V`` (one past the vocabulary). Its dtype is
-the smallest unsigned integer type that holds every token (:func:`token_dtype`: ``uint8`` for
-vocabularies of up to 255 tokens, like Atari frames), which keeps copies and replay buffers
-small; ``gymnasium.wrappers.DtypeObservation`` (``gymnasium.wrappers.vector.DtypeObservation``)
+the smallest signed integer type that holds every token and SB3's one-hot width
+(:func:`token_dtype`: ``int16`` for every task at its defaults), which keeps copies and replay
+buffers small; ``gymnasium.wrappers.DtypeObservation`` (``gymnasium.wrappers.vector.DtypeObservation``)
 converts, e.g. to ``np.int64``. Stock SB3 policies accept it (they one-hot encode it). Action:
 ``Discrete(V)``. Reward: the task's sequence reward at the last step, ``0`` before.
 

@@ -170,6 +170,25 @@ def test_token_dtype_is_the_smallest_that_fits(task, dtype):
     assert obs.dtype == dtype and venv.observation_space.contains(obs)
 
 
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_observations_are_int16_at_the_defaults(env_id):  # as every task's docstring says
+    assert gym.make(env_id).observation_space.dtype == np.int16
+
+
+def test_dtype_observation_wrappers_give_int64_tokens():
+    from gymnasium.wrappers import DtypeObservation
+    from gymnasium.wrappers.vector import DtypeObservation as VectorDtypeObservation
+
+    env = DtypeObservation(make("ar_envs/PathStar-v0"), np.int64)
+    raw = make("ar_envs/PathStar-v0")
+    obs, _ = env.reset(seed=5)
+    assert obs.dtype == np.int64 and env.observation_space.contains(obs)
+    assert np.array_equal(obs, raw.reset(seed=5)[0])
+    venv = VectorDtypeObservation(make_vec("ar_envs/PathStar-v0", num_envs=3), np.int64)
+    vobs, _ = venv.reset(seed=5)
+    assert vobs.dtype == np.int64 and venv.observation_space.contains(vobs)
+
+
 def test_make_vec_max_episode_steps_truncates():
     H, cut = 6, 4
     venv = make_vec("ar_envs/TwoBranch-v0", num_envs=5, max_episode_steps=cut)

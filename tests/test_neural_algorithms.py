@@ -404,7 +404,8 @@ def test_episode_observations_are_the_env_observations(task):
         for a in actions:
             obs, *_ = env.step(int(a))
             seen.append(obs)
-        assert np.array_equal(episode_observations(task, ctx, actions[None])[0], np.stack(seen))
+        made = episode_observations(task, ctx, actions[None])[0]
+        assert made.dtype == obs.dtype and np.array_equal(made, np.stack(seen))
 
 
 def test_to_imitation_trajectories_without_imitation_says_how_to_install(monkeypatch):

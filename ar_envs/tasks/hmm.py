@@ -31,6 +31,7 @@ class HMMLanguage(Task):
 
     ## Observation Space
     ``MultiDiscrete([vocab_size + 1] * H)``: the tokens so far, padded with ``vocab_size``.
+    The dtype is ``int16`` at the defaults (:func:`ar_envs.env.token_dtype`: wider for big vocabularies).
 
     ## Rewards
     At the last step, the fraction of tokens that equal the expert's most likely next token

@@ -25,6 +25,7 @@ class LinearAR(Task):
     ## Observation Space
     ``MultiDiscrete([num_contexts] + [vocab_size + 1] * H)``: the context, then the tokens so far
     padded with ``vocab_size``.
+    The dtype is ``int16`` at the defaults (:func:`ar_envs.env.token_dtype`: wider for big vocabularies).
 
     ## Rewards
     At the last step, the fraction of tokens that agree with the expert's most likely next token

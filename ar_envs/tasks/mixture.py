@@ -23,6 +23,7 @@ class MixtureTeacher(Task):
 
     ## Observation Space
     ``MultiDiscrete([3] * H)``: the tokens so far, padded with ``2``.
+    The dtype is ``int16`` at the defaults (:func:`ar_envs.env.token_dtype`: wider for big vocabularies).
 
     ## Rewards
     ``1`` at the last step if the fraction of ones ``k/H`` is within ``|q - p| / 4`` of ``p`` or

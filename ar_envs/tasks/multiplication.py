@@ -69,6 +69,7 @@ class Multiplication(DeterministicTask):
     ## Observation Space
     ``MultiDiscrete([13] * (2 d + 2) + [14] * H)``: the prompt, then the tokens written so far
     padded with ``13``.
+    The dtype is ``int16`` at the defaults (:func:`ar_envs.env.token_dtype`: wider for big vocabularies).
 
     ## Rewards
     ``1`` at the last step if the answer (the last ``2 d`` tokens) equals the product, else

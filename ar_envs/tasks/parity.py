@@ -47,6 +47,7 @@ class Parity(DeterministicTask):
     ## Observation Space
     ``MultiDiscrete([2] * n + [3] * H)``: the context bits, then the tokens written so far,
     padded with ``2``.
+    The dtype is ``int16`` at the defaults (:func:`ar_envs.env.token_dtype`: wider for big vocabularies).
 
     ## Rewards
     ``1`` at the last step if the last token equals the parity ``y``, else ``0``. The chain of

@@ -42,6 +42,7 @@ class PathStar(DeterministicTask):
     ## Observation Space
     ``MultiDiscrete([N + 4] * (3 d (l-1) + 3) + [N + 5] * l)``: the prompt, then the answer tokens
     generated so far, padded with ``N + 4``.
+    The dtype is ``int16`` at the defaults (:func:`ar_envs.env.token_dtype`: wider for big vocabularies).
 
     ## Rewards
     ``1`` at the last step if the answer equals the true path (in the task's order), else ``0``.

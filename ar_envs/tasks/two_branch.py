@@ -23,6 +23,7 @@ class TwoBranch(Task):
 
     ## Observation Space
     ``MultiDiscrete([3] * H)``: the tokens generated so far, padded with ``2``.
+    The dtype is ``int16`` at the defaults (:func:`ar_envs.env.token_dtype`: wider for big vocabularies).
 
     ## Rewards
     ``1`` at the last step if the sequence lies in the expert's support (``a_1 = 1``, or all
