@@ -11,8 +11,9 @@ Measurements (steps/second, one step of one copy counts as one step):
 * single: one ``gym.make("ar_envs/TwoBranch-v0")`` vs one ``gym.make("CartPole-v1")`` (random
   actions from a pre-generated array, reset on termination or truncation).
 * if the PathStar task exists: the vector env on PathStar (degree 5, path length 5, 50 nodes)
-  vs the same CartPole vector rate, and expert demonstrations through ``task.sample_expert`` in
-  tokens/second (prompt + answer tokens).
+  vs the same CartPole vector rate, the same with ``expert_probs=True`` (the info then carries
+  the expert's ``(n, V)`` float64 distribution at every step; no target), and expert
+  demonstrations through ``task.sample_expert`` in tokens/second (prompt + answer tokens).
 
 Run ``python -m agents.bench --help`` for the options.
 """
@@ -94,9 +95,11 @@ def run(rounds: int = 5, seconds: float = 1.0, num_envs: int = 4096, seed: int =
         ps_vec = gym.make_vec("ar_envs/PathStar-v0", **PATH_STAR, **make_vec)
         ps_actions = rng.integers(0, ps_vec.single_action_space.n, size=(64, num_envs))
         ps_task = ar_envs.make_task("path-star", **PATH_STAR)
+        ps_probs = gym.make_vec("ar_envs/PathStar-v0", **PATH_STAR, **make_vec, expert_probs=True)
         benches["pathstar/ours"] = lambda s: _vector_rate(ps_vec, ps_actions, s)
+        benches["pathstar/probs"] = lambda s: _vector_rate(ps_probs, ps_actions, s)
         benches["pathstar/demos"] = lambda s: _demo_rate(ps_task, num_envs, s)
-        envs.append(ps_vec)
+        envs += [ps_vec, ps_probs]
     try:
         for bench in benches.values():  # warm-up: imports, first allocations, caches
             bench(min(seconds, 0.05))
@@ -123,6 +126,7 @@ def table(rates: dict[str, list[float]], num_envs: int) -> str:
     ratio_row("single env: TwoBranch H=50 (steps/s)", "single/ours", "single/cartpole", True)
     if "pathstar/ours" in med:
         ratio_row(f"vector env, {num_envs} copies: PathStar d=5 l=5 N=50 (steps/s)", "pathstar/ours", "vector/cartpole", True)
+        ratio_row("  the same with expert_probs=True", "pathstar/probs", "vector/cartpole", False)
         demos = med["pathstar/demos"]
         rows.append(("expert demos: PathStar sample_expert (prompt+answer tokens/s)", f"{demos:.3g}", "-", "-",
                      ">= 1e6 " + ("ok" if demos >= 1e6 else "BELOW")))
