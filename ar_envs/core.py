@@ -317,12 +317,26 @@ class Task:
         dtype holds every context token) to write the contexts into; it is then returned as
         the contexts.
         """
+        if out is not None:
+            self.check_context_buffer(out, n)
         contexts = self.sample_contexts(n, rng)
         plan = self.expert_plan(contexts)
         if out is None:
             return contexts, plan
         out[...] = contexts
         return out, plan
+
+    def check_context_buffer(self, out, n: int) -> np.ndarray:
+        """``out`` if it is an integer array ``(n, L)`` whose dtype holds every context token,
+        else ``ValueError`` (a narrower dtype would wrap tokens around)."""
+        shape = (n, self.context_length)
+        if not isinstance(out, np.ndarray) or out.shape != shape or not np.issubdtype(out.dtype, np.integer):
+            got = f"{type(out).__name__} {getattr(out, 'dtype', '')} {np.shape(out)}"
+            raise ValueError(f"out must be an integer array of shape {shape}, got {got}")
+        if np.iinfo(out.dtype).max < self.context_vocab_size - 1:
+            raise ValueError(f"out must have a dtype that holds context tokens up to {self.context_vocab_size - 1}, "
+                             f"got {out.dtype}")
+        return out
 
     def reward_planned(self, contexts: np.ndarray, sequences: np.ndarray, plan) -> np.ndarray:
         """:meth:`reward` given :meth:`expert_plan`'s result for the same ``contexts``."""

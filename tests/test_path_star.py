@@ -398,6 +398,10 @@ def test_planned_expert_and_reward_equal_the_plain_ones(order, off_path):
     assert np.array_equal(plan2[1], plan[1])
     with pytest.raises(ValueError, match="out must be an integer array"):
         task.sample_contexts_planned(64, np.random.default_rng(9), out=np.zeros((64, 3), dtype=np.int64))
+    with pytest.raises(ValueError, match="out must be an integer array"):
+        task.sample_contexts_planned(64, np.random.default_rng(9), out=np.zeros((64, task.context_length)))
+    with pytest.raises(ValueError, match="out must be an integer array"):
+        task.sample_contexts_planned(64, np.random.default_rng(9), out=np.zeros((64, task.context_length), dtype=bool))
 
 
 def test_default_planned_sampler_writes_into_out():
@@ -407,3 +411,6 @@ def test_default_planned_sampler_writes_into_out():
     buf = np.zeros((5, task.context_length), dtype=np.int16)
     out, _ = task.sample_contexts_planned(5, np.random.default_rng(3), out=buf)
     assert out is buf and np.array_equal(buf, task.sample_contexts(5, np.random.default_rng(3)))
+    big = PathStar(num_nodes=300)  # tokens up to 303 do not fit in int8: refused, not wrapped around
+    with pytest.raises(ValueError, match="holds context tokens up to 303"):
+        big.sample_contexts_planned(2, np.random.default_rng(0), out=np.zeros((2, big.context_length), dtype=np.int8))

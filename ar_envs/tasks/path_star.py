@@ -184,6 +184,8 @@ class PathStar(DeterministicTask):
         """
         rng = as_rng(rng)
         n = check_int("n", n, 0)
+        if out is not None:
+            self.check_context_buffer(out, n)
         l, E = self.path_length, self.num_edges
         N = self.num_nodes
         nodes = random_orders(rng, n, N, E + 1)  # uint32 or uint64
@@ -195,12 +197,7 @@ class PathStar(DeterministicTask):
         edges[:, :: l - 1] = edges[:, :1]
         edges |= nodes[:, 1:]
         edges = shuffle_rows(rng, edges, 2 * b)
-        if out is None:
-            ctx = np.empty((n, self.context_length), dtype=np.int64)
-        elif np.shape(out) != (n, self.context_length) or not np.issubdtype(out.dtype, np.integer):
-            raise ValueError(f"out must be an integer array of shape ({n}, {self.context_length}), got {np.shape(out)}")
-        else:
-            ctx = out
+        ctx = np.empty((n, self.context_length), dtype=np.int64) if out is None else out
         ctx[:, 0 : 3 * E : 3] = edges >> b
         edges &= (1 << b) - 1
         ctx[:, 1 : 3 * E : 3] = edges
