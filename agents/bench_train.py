@@ -47,7 +47,7 @@ import time
 import numpy as np
 import torch
 
-from ar_envs.env import token_dtype
+from ar_envs.data import episode_observations
 
 TARGET_UTILISATION = 0.25
 TARGET_SPEEDUP = 10.0
@@ -93,14 +93,9 @@ def transitions(task, demos) -> tuple[np.ndarray, np.ndarray]:
     The observation before token ``h`` is the environment's: the prompt, the ``h`` tokens so far,
     then the padding id ``vocab_size``.
     """
-    ctx, seq = demos.contexts, demos.sequences
-    n, H = seq.shape
-    obs = np.empty((n, H, ctx.shape[1] + H), dtype=token_dtype(task))
-    obs[:, :, : ctx.shape[1]] = ctx[:, None, :]
-    answer = np.broadcast_to(seq[:, None, :], (n, H, H))
-    written = np.arange(H)[None, :, None] > np.arange(H)[None, None, :]  # [h, j]: token j written before step h
-    obs[:, :, ctx.shape[1] :] = np.where(written, answer, task.vocab_size)
-    return obs.reshape(n * H, -1), seq.reshape(n * H)
+    n, H = demos.sequences.shape
+    obs = episode_observations(task, demos.contexts, demos.sequences)[:, :H]  # all but the terminal one
+    return obs.reshape(n * H, -1), demos.sequences.reshape(n * H)
 
 
 def make_sb3_policy(task, lr: float, seed: int, policy_kind: str | None = None, policy_args: dict | None = None):

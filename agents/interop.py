@@ -16,37 +16,14 @@ from __future__ import annotations
 import numpy as np
 
 from ar_envs.core import Task
-from ar_envs.env import token_dtype
+from ar_envs.data import episode_observations, episode_rewards
+
+__all__ = ["episode_observations", "to_imitation_trajectories", "INSTALL_HINT"]
 
 INSTALL_HINT = (
     "the 'imitation' library is not importable; it pins gymnasium~=0.29, so install it without its "
     "dependencies beside this package's Gymnasium 1.x: pip install --no-deps imitation==1.0.1"
 )
-
-
-def episode_observations(task: Task, contexts, sequences) -> np.ndarray:
-    """The ``H + 1`` observations of each episode, ``(n, H + 1, L + H)``, in the environments'
-    token dtype (:func:`ar_envs.env.token_dtype`).
-
-    Observation ``t`` (``t = 0 .. H``) is what :class:`ar_envs.env.SequenceEnv` shows after ``t``
-    tokens: the context, the first ``t`` tokens of the sequence, then the padding id ``V``.
-    Observation ``0`` is the reset observation, observation ``H`` the terminal one.
-    """
-    contexts = np.asarray(contexts)
-    sequences = np.asarray(sequences)
-    L, H, V = task.context_length, task.horizon, task.vocab_size
-    if sequences.ndim != 2 or sequences.shape[1] != H:
-        raise ValueError(f"sequences must have shape (n, {H}) (n, horizon), got {sequences.shape}")
-    n = len(sequences)
-    if contexts.shape != (n, L):
-        raise ValueError(f"contexts must have shape ({n}, {L}) (n, context_length), got {contexts.shape}")
-    if sequences.size and (sequences.min() < 0 or sequences.max() >= V):
-        raise ValueError(f"sequences must hold tokens in [0, {V - 1}], got values in [{sequences.min()}, {sequences.max()}]")
-    obs = np.full((n, H + 1, L + H), V, dtype=token_dtype(task))
-    obs[:, :, :L] = contexts[:, None, :]
-    shown = np.arange(H)[None, :] < np.arange(H + 1)[:, None]  # (H + 1, H): token h is shown after step t > h
-    obs[:, :, L:] = np.where(shown[None], sequences[:, None, :], V)
-    return obs
 
 
 def to_imitation_trajectories(demos, task: Task, rewards: bool = False) -> list:
@@ -68,8 +45,6 @@ def to_imitation_trajectories(demos, task: Task, rewards: bool = False) -> list:
     acts = np.asarray(demos.sequences, dtype=np.int64)
     if not rewards:
         return [types.Trajectory(obs=obs[i], acts=acts[i], infos=None, terminal=True) for i in range(len(acts))]
-    final = np.asarray(task.reward(demos.contexts, demos.sequences), dtype=np.float32)
-    rews = np.zeros(acts.shape, dtype=np.float32)
-    rews[:, -1] = final
+    rews = episode_rewards(task, demos.contexts, demos.sequences).astype(np.float32)
     return [types.TrajectoryWithRew(obs=obs[i], acts=acts[i], infos=None, terminal=True, rews=rews[i])
             for i in range(len(acts))]

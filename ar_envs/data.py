@@ -28,9 +28,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .core import Task, as_rng, check_int
+from .env import token_dtype
 from .fileio import atomic_path
 
-__all__ = ["Demonstrations", "generate", "save_demonstrations", "load_demonstrations", "FORMAT_NAME", "FORMAT_VERSION"]
+__all__ = ["Demonstrations", "generate", "save_demonstrations", "load_demonstrations", "episode_observations",
+           "episode_rewards", "FORMAT_NAME", "FORMAT_VERSION"]
 
 FORMAT_NAME = "ar_envs.demonstrations"
 FORMAT_VERSION = 1
@@ -65,6 +67,41 @@ def generate(task: Task, n: int, seed: int | None = None, with_probs: bool = Fal
 # --------------------------------------------------------------------------------------------
 # saving
 # --------------------------------------------------------------------------------------------
+
+
+def episode_observations(task: Task, contexts, sequences) -> np.ndarray:
+    """The ``H + 1`` observations of each episode, ``(n, H + 1, L + H)``, in the environments'
+    token dtype (:func:`~ar_envs.env.token_dtype`).
+
+    Observation ``t`` (``t = 0 .. H``) is what :class:`ar_envs.env.SequenceEnv` shows after ``t``
+    tokens: the context, the first ``t`` tokens of the sequence, then the padding id ``V``.
+    Observation ``0`` is the reset observation, observation ``H`` the terminal one.
+    """
+    contexts = np.asarray(contexts)
+    sequences = np.asarray(sequences)
+    L, H, V = task.context_length, task.horizon, task.vocab_size
+    if sequences.ndim != 2 or sequences.shape[1] != H:
+        raise ValueError(f"sequences must have shape (n, {H}) (n, horizon), got {sequences.shape}")
+    n = len(sequences)
+    if contexts.shape != (n, L):
+        raise ValueError(f"contexts must have shape ({n}, {L}) (n, context_length), got {contexts.shape}")
+    if sequences.size and (sequences.min() < 0 or sequences.max() >= V):
+        raise ValueError(f"sequences must hold tokens in [0, {V - 1}], got values in [{sequences.min()}, {sequences.max()}]")
+    obs = np.full((n, H + 1, L + H), V, dtype=token_dtype(task))
+    obs[:, :, :L] = contexts[:, None, :]
+    shown = np.arange(H)[None, :] < np.arange(H + 1)[:, None]  # (H + 1, H): token h is shown after step t > h
+    obs[:, :, L:] = np.where(shown[None], sequences[:, None, :], V)
+    return obs
+
+
+def episode_rewards(task: Task, contexts, sequences) -> np.ndarray:
+    """The environments' rewards along each episode, float64 ``(n, H)``: ``0`` until the last
+    step, then the task's sequence reward."""
+    sequences = np.asarray(sequences)
+    rewards = np.zeros(sequences.shape, dtype=np.float64)
+    if sequences.size:
+        rewards[:, -1] = task.reward(contexts, sequences)
+    return rewards
 
 
 def _compact_tokens(name: str, arr) -> np.ndarray:
