@@ -154,7 +154,13 @@ def format_tables(summary: dict) -> str:
             hs = sorted(algs[n])
             vals = [algs[n][h]["approx_factor"]["mean"] if algs[n][h].get("approx_factor") else np.nan for h in hs]
             fit = growth_exponent(hs, vals)
-            txt = "n/a (needs 3 horizons)" if fit is None else f"b = {fit[0]:.2f} [{fit[1]:.2f}, {fit[2]:.2f}]"
+            usable = int(np.sum(np.isfinite(vals) & (np.asarray(vals) > 0)))
+            if fit is not None:
+                txt = f"b = {fit[0]:.2f} [{fit[1]:.2f}, {fit[2]:.2f}]"
+            elif usable == 0:  # e.g. a neural policy class: the task's best in class is not its own
+                txt = "n/a (no C(H) at any horizon)"
+            else:
+                txt = f"n/a (C(H) at {usable} horizon(s); needs 3)"
             lines.append(f"  {n:<24} {txt}" if len(n) < 24 else f"  {n}  {txt}")
         lines.append("")
     return "\n".join(lines)

@@ -120,6 +120,21 @@ def test_report_table_and_plots(tmp_path):
             assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+def test_report_says_why_a_growth_exponent_is_missing(tmp_path):
+    out = tmp_path / "r.jsonl"
+    sweep("two-branch", [5, 20], ["bc", "rho"], out=out, **FAST)
+    lines = out.read_text().splitlines()
+    # a learner without C(H) (as a neural class gets: the task's best in class is not its own)
+    edited = [lines[0]] + [
+        json.dumps({**rec, "approx_factor": None}) if rec.get("algorithm") == "rho" else json.dumps(rec)
+        for rec in map(json.loads, lines[1:])
+    ]
+    out.write_text("\n".join(edited) + "\n")
+    text, _ = report(str(out))
+    assert "bc                       n/a (C(H) at 2 horizon(s); needs 3)" in text
+    assert "rho                      n/a (no C(H) at any horizon)" in text
+
+
 def test_growth_exponent_recovers_a_power_law():
     h = np.array([10, 20, 50, 100, 200])
     b, lo, hi = growth_exponent(h, 3.0 * h**0.8)
