@@ -181,7 +181,8 @@ class _TokenActorCritic:
 
     def _logits_at(self, net: TokenPolicy, features) -> th.Tensor:
         ids, pos = features
-        return net(ids)[th.arange(len(pos), device=ids.device), pos]
+        L = net.context_length  # the next-token position is L + (tokens so far) >= L
+        return net(ids, start=L)[th.arange(len(pos), device=ids.device), pos - L]
 
     def _distribution(self, features, action_masks=None):
         distribution = self.action_dist.proba_distribution(action_logits=self._logits_at(self.token_policy, features))

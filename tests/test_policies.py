@@ -61,6 +61,23 @@ def test_changing_a_later_token_never_changes_earlier_logits(case):
             assert not torch.allclose(out[:, j], base[:, j], rtol=0, atol=1e-6), f"position {j} ignores its own token"
 
 
+def test_logits_from_a_start_position_are_the_tail_of_all_logits(case):
+    task, policy = case
+    rng = np.random.default_rng(2)
+    T = task.context_length + task.horizon
+    ids = torch.as_tensor(rng.integers(0, policy.input_vocab_size, size=(4, T)))
+    with torch.no_grad():
+        full = policy(ids)
+        assert full.shape == (4, T, task.vocab_size)
+        for start in (0, 1, task.context_length, T - 1, T):
+            part = policy(ids, start=start)
+            assert part.shape == (4, T - start, task.vocab_size)
+            assert torch.allclose(part, full[:, start:], rtol=0, atol=1e-6)
+    for bad in (-1, T + 1, 1.5, True):
+        with pytest.raises(ValueError, match="start must be an integer in"):
+            policy(ids, start=bad)
+
+
 # ------------------------------------------------------------------ one-pass scoring = step-by-step prediction
 def test_sequence_log_prob_is_the_chain_rule_of_next_token_probs(case):
     task, policy = case

@@ -61,6 +61,13 @@ def _inference(method):
     return wrapper
 
 
+def check_start(start, length: int) -> int:
+    """``start`` as an int in ``[0, length]`` (the first stream position to compute logits at)."""
+    if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or not 0 <= start <= length:
+        raise ValueError(f"start must be an integer in [0, {length}] (positions of the stream), got {start!r}")
+    return int(start)
+
+
 def stream_spec(task: Task) -> dict:
     """The shape of a task's token stream (what a policy needs to know about the task)."""
     base = max(task.context_vocab_size, task.vocab_size + 1)
@@ -90,7 +97,13 @@ class TokenPolicy(nn.Module):
         self.pad = int(spec["pad"])
 
     # ------------------------------------------------------------------ to implement
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:  # (n, T) -> (n, T, V)
+    def forward(self, ids: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Next-token logits at stream positions ``start .. T-1``: ``(n, T) -> (n, T - start, V)``.
+
+        Position ``t``'s logits predict the token after ``ids[:, t]`` from ``ids[:, :t + 1]``.
+        Callers that score only the answer pass ``start = L`` (teacher forcing) or ``T - 1``
+        (decoding), so a class can skip the work for the prompt's positions.
+        """
         raise NotImplementedError
 
     @property
@@ -128,8 +141,7 @@ class TokenPolicy(nn.Module):
         """Teacher-forced logits of all answer tokens in one pass, ``(n, H', V)`` for ``H' <= H``."""
         sequences = np.asarray(sequences)
         ids = self.stream(contexts, sequences[:, :-1])
-        L = self.context_length
-        return self.forward(ids)[:, L:, :]
+        return self.forward(ids, start=self.context_length)
 
     @_inference
     def sequence_log_prob(self, contexts, sequences) -> np.ndarray:
@@ -152,7 +164,7 @@ class TokenPolicy(nn.Module):
     @_inference
     def next_token_probs(self, contexts, prefixes) -> np.ndarray:
         ids = self.stream(contexts, prefixes)
-        return torch.softmax(self.forward(ids)[:, -1, :].double(), dim=-1).cpu().numpy()
+        return torch.softmax(self.forward(ids, start=ids.shape[1] - 1)[:, 0, :].double(), dim=-1).cpu().numpy()
 
     # ------------------------------------------------------------------ decoding
     @_inference
@@ -176,7 +188,7 @@ class TokenPolicy(nn.Module):
     @_inference
     def teacherless_decode(self, contexts) -> np.ndarray:
         """All answer tokens at once from ``[BOS] + context + DUMMY...`` (one parallel pass, argmax)."""
-        logits = self.forward(self.teacherless_stream(np.asarray(contexts)))[:, self.context_length :, :]
+        logits = self.forward(self.teacherless_stream(np.asarray(contexts)), start=self.context_length)
         return logits.argmax(dim=-1).cpu().numpy()
 
     # ------------------------------------------------------------------ raw observations (RL code)
@@ -185,8 +197,9 @@ class TokenPolicy(nn.Module):
         """SB3-style ``predict`` on raw environment observations ``(L + H,)`` or ``(n, L + H)``."""
         obs = np.asarray(observation)
         ids, pos = self.observation_to_stream(obs)
-        logits = self.forward(ids)
-        last = logits[torch.arange(len(pos)), pos.clamp(max=ids.shape[1] - 1)]
+        L = self.context_length
+        logits = self.forward(ids, start=L)  # the next-token position is L + (tokens so far) >= L
+        last = logits[torch.arange(len(pos)), pos.clamp(max=ids.shape[1] - 1) - L]
         if deterministic:
             actions = last.argmax(dim=-1).cpu().numpy()
         else:

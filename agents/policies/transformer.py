@@ -27,7 +27,7 @@ from torch.nn import functional as F
 
 from ar_envs.core import Task, check_float, check_int
 
-from .base import TokenPolicy, stream_spec
+from .base import TokenPolicy, check_start, stream_spec
 
 
 @dataclass
@@ -148,7 +148,7 @@ class GPTPolicy(TokenPolicy):
     def config(self) -> dict:
         return asdict(self.cfg)
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, start: int = 0) -> torch.Tensor:
         if ids.ndim != 2:
             raise ValueError(f"ids must have shape (n, T), got {tuple(ids.shape)}")
         n, T = ids.shape
@@ -158,11 +158,12 @@ class GPTPolicy(TokenPolicy):
             raise ValueError(
                 f"ids must hold stream ids in [0, {self.input_vocab_size - 1}], got values in [{int(ids.min())}, {int(ids.max())}]"
             )
+        start = check_start(start, T)
         pos = torch.arange(T, device=ids.device)
         x = self.drop(self.tok_emb(ids) + self.pos_emb(pos))
         for block in self.blocks:
             x = block(x)
-        return self.head(self.ln_f(x))
+        return self.head(self.ln_f(x[:, start:]))  # attention needs every position; the head only these
 
     def num_parameters(self, embeddings: bool = True) -> int:
         """Parameter count; ``embeddings=False`` leaves out the token and position tables."""

@@ -8,7 +8,7 @@ from torch.nn import functional as F
 
 from ar_envs.core import Task, check_int
 
-from .base import TokenPolicy, stream_spec
+from .base import TokenPolicy, check_start, stream_spec
 
 
 class WindowPolicy(TokenPolicy):
@@ -51,13 +51,16 @@ class WindowPolicy(TokenPolicy):
         return {"window": self.window, "embed_dim": self.embed_dim, "hidden": self.hidden, "layers": self.layers,
                 "one_hot": self.one_hot}
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, start: int = 0) -> torch.Tensor:
         n, T = ids.shape
+        start = check_start(start, T)
         if self.one_hot:
             e = F.one_hot(ids, self.input_vocab_size).to(torch.get_default_dtype())
         else:
             e = self.embed(ids)  # (n, T, E)
-        e = F.pad(e, (0, 0, self.window - 1, 0))  # zeros before the stream start
-        win = e.unfold(1, self.window, 1)  # (n, T, E, window): positions t-window+1 .. t
-        feats = win.permute(0, 1, 3, 2).reshape(n, T, self.window * self.embed_dim)
-        return self.head(feats)
+        if start == T:  # no position asked for
+            return self.head(e.new_zeros((n, 0, self.window * self.embed_dim)))
+        e = F.pad(e, (0, 0, self.window - 1, 0))[:, start:]  # zeros before the stream start
+        win = e.unfold(1, self.window, 1)  # (n, T - start, E, window): positions t-window+1 .. t
+        feats = win.permute(0, 1, 3, 2).reshape(n, T - start, self.window * self.embed_dim)
+        return self.head(feats)  # only the positions asked for go through the head
