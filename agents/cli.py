@@ -169,7 +169,7 @@ def _add_run_options(p, out_default: str, seeds: int, samples: int):
     p.add_argument("--samples", type=int, default=samples, help="expert demonstrations per cell")
     p.add_argument("--eval-samples", type=int, default=20_000, help="expert samples for Monte-Carlo metrics (when not exact)")
     p.add_argument("--out", default=out_default, help="results file (JSON lines; appended to, finished cells skipped)")
-    p.add_argument("--workers", type=int, default=1, help="processes running cells in parallel")
+    p.add_argument("--workers", type=int, default=1, help="processes running cells in parallel, each with cpu_count // workers torch threads")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import os
 import sys
 import time
@@ -251,9 +252,27 @@ def run_cell(cell: Cell, algorithm=None) -> dict:
         "diagnostics": _diagnostics(task, policy, cell),
         "fit_log": {"policy_class": _policy_class(policy), **getattr(alg, "log", {})},
         "wall_s": time.perf_counter() - start,
+        "torch_threads": _torch_threads(),
         "ar_envs_version": ar_envs.__version__,
     }
     return _jsonable(record)
+
+
+def _torch_threads() -> int | None:
+    """torch's intra-op threads in this process (``None`` if torch was never imported)."""
+    torch = sys.modules.get("torch")
+    return None if torch is None else int(torch.get_num_threads())
+
+
+def worker_threads(workers: int) -> int:
+    """torch threads per worker process: the CPUs shared out, at least one (no oversubscription)."""
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 # --------------------------------------------------------------------------------------------
@@ -332,6 +351,8 @@ def sweep(
 
     ``task``: a catalogue name, an import path ``pkg.mod:Class`` or a Task subclass.
     ``algorithms``: names, import paths, classes or instances (see ``agents.algorithms.base``).
+    ``workers > 1`` runs cells in that many processes, each with ``cpu_count // workers`` torch
+    threads (:func:`worker_threads`); every record notes its ``torch_threads``.
     Returns all records for this grid (finished earlier or now).
     """
     task_args = dict(task_args or {})
@@ -393,7 +414,12 @@ def sweep(
 
     picklable = all(isinstance(a, str) or _picklable(a) for a in alg_objs.values())
     if workers > 1 and total > 1 and picklable:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # fresh interpreters ("spawn"): a forked child of a process whose torch/OpenMP thread
+        # pool is already running can deadlock. Each worker gets its share of the CPUs for torch
+        # (by default every process would start one thread per CPU, and they would fight).
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
+                                 initargs=(worker_threads(workers),)) as pool:
             futures = [pool.submit(run_cell, c, alg_objs[c.algorithm]) for c in cells]
             for i, fut in enumerate(as_completed(futures), start=1):
                 finish(i, fut.result())

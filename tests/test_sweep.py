@@ -69,6 +69,25 @@ def test_foreign_results_file_is_refused_and_untouched(tmp_path):
     assert binary.read_bytes() == b"\x89PNG\r\n\x1a\n"
 
 
+def test_parallel_workers_share_the_cpus_for_torch(tmp_path, monkeypatch):
+    (tmp_path / "thread_algos.py").write_text(textwrap.dedent('''
+        import torch
+        from agents.algorithms import get_algorithm
+
+        class CountThreads:
+            def fit(self, task, demos, seed):
+                self.log = {"threads_in_fit": torch.get_num_threads()}
+                return get_algorithm("bc").fit(task, demos, seed)
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)  # read in the parent, which hands each worker its share
+    recs = sweep("two-branch", [4, 6], ["thread_algos:CountThreads"], workers=2, **FAST)
+    assert len(recs) == 4 and all(r["fit_log"]["threads_in_fit"] == 4 == r["torch_threads"] for r in recs)
+    from agents.sweep import worker_threads
+
+    assert worker_threads(2) == 4 and worker_threads(16) == 1
+
+
 def test_monte_carlo_cells_carry_intervals(tmp_path):
     from ar_envs.tasks import LinearAR
 
