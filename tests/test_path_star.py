@@ -15,10 +15,13 @@ from ar_envs.tasks import TASKS, PathStar
 
 
 @st.composite
-def graph_params(draw):
+def graph_params(draw, large=False):
     d = draw(st.integers(2, 6))
     l = draw(st.integers(2, 6))
-    N = d * (l - 1) + 1 + draw(st.integers(0, 30))
+    extra = st.integers(0, 30)
+    if large:  # also over 4096 ids: 64-bit sort keys, edges packed in more than 24 bits
+        extra = st.one_of(extra, st.integers(4_000, 70_000))
+    N = d * (l - 1) + 1 + draw(extra)
     return d, l, N, draw(st.integers(0, 2**32 - 1))
 
 
@@ -47,7 +50,7 @@ def true_edges(source, ctx_u, ctx_v):
 
 
 @settings(max_examples=60, deadline=None)
-@given(graph_params())
+@given(graph_params(large=True))
 def test_generated_graphs_are_path_stars(params):
     d, l, N, seed = params
     task = PathStar(degree=d, path_length=l, num_nodes=N)
