@@ -143,8 +143,8 @@ def dagger_with_env(env, expert_policy=None, policy=DEFAULT_POLICY, *, policy_ar
     with this package's observations: the context, then the tokens so far padded with ``V``.
     ``expert_policy``: an object with ``action_probs(obs) -> (1, V)``
     (:class:`ar_envs.expert.ExpertPolicy`); ``None`` reads the label from
-    ``info["expert_probs"]`` (an env made with ``expert_probs=True``). ``policy``: a kind name (needs ``env.unwrapped.task``) or a
-    ``TokenPolicy`` to start from (copied).
+    ``info["expert_probs"]`` (an env made with ``expert_probs=True``). ``policy``: a kind name
+    (needs ``env.unwrapped.task``) or a ``TokenPolicy`` to start from (copied).
 
     Round 0 plays ``episodes`` episodes with ``beta_0 = 1`` (the expert's own roll-outs); round
     ``r`` plays ``episodes`` episodes with the beta-mixture, reading the expert's distribution
