@@ -73,6 +73,28 @@ def check_float(
     return out
 
 
+def check_choice(name: str, value: Any, choices: tuple) -> Any:
+    """Return ``value`` if it is one of ``choices``, else raise ``ValueError`` listing them."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """Return ``value`` as a bool if it is ``True`` or ``False`` (numpy's too), else raise."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def one_hot_probs(tokens, vocab_size: int) -> np.ndarray:
+    """Tokens of any shape as float64 one-hot distributions, shape ``tokens.shape + (V,)``."""
+    tokens = np.asarray(tokens)
+    out = np.zeros(tokens.shape + (vocab_size,))
+    np.put_along_axis(out, tokens[..., None], 1.0, axis=-1)
+    return out
+
+
 def check_probability(name: str, value: Any, open_low: bool = False, open_high: bool = False) -> float:
     return check_float(name, value, 0.0, 1.0, low_open=open_low, high_open=open_high)
 
@@ -410,6 +432,17 @@ class Task:
             raise ValueError(f"{name} must hold tokens in [0, {self.vocab_size - 1}], got values in [{tok.min()}, {tok.max()}]")
         return tok
 
+    def check_contexts(self, contexts, n: int | None = None) -> np.ndarray:
+        """``contexts`` as an int64 ``(n, L)`` array, or ``ValueError`` (shape and integer dtype
+        only: each task checks its own grammar on top)."""
+        ctx = np.asarray(contexts)
+        if ctx.ndim != 2 or ctx.shape[1] != self.context_length or (n is not None and ctx.shape[0] != n):
+            rows = "n" if n is None else str(n)
+            raise ValueError(f"contexts must have shape ({rows}, {self.context_length}), got {ctx.shape}")
+        if ctx.size and not np.issubdtype(ctx.dtype, np.integer):
+            raise ValueError(f"contexts must hold integer tokens, got dtype {ctx.dtype}")
+        return ctx.astype(np.int64, copy=False)
+
     def check_actions(self, actions: np.ndarray) -> None:
         actions = np.asarray(actions)
         if actions.size and (actions.min() < 0 or actions.max() >= self.vocab_size):
@@ -448,10 +481,7 @@ class DeterministicTask(Task):
         return self.expert_next_tokens(contexts, padded)[:, pre.shape[1]]
 
     def expert_probs(self, contexts, prefixes):
-        nxt = self.expert_next_token(contexts, prefixes)
-        out = np.zeros((len(nxt), self.vocab_size))
-        out[np.arange(len(nxt)), nxt] = 1.0
-        return out
+        return one_hot_probs(self.expert_next_token(contexts, prefixes), self.vocab_size)
 
     def expert_next_token_planned(self, contexts, prefixes, plan) -> np.ndarray:
         """:meth:`expert_next_token` given :meth:`expert_plan`'s result for the same
@@ -459,16 +489,10 @@ class DeterministicTask(Task):
         return self.expert_next_token(contexts, prefixes)
 
     def expert_probs_planned(self, contexts, prefixes, plan):
-        nxt = self.expert_next_token_planned(contexts, prefixes, plan)
-        out = np.zeros((len(nxt), self.vocab_size))
-        out[np.arange(len(nxt)), nxt] = 1.0
-        return out
+        return one_hot_probs(self.expert_next_token_planned(contexts, prefixes, plan), self.vocab_size)
 
     def expert_step_probs(self, contexts, sequences):
-        nxt = self.expert_next_tokens(contexts, sequences)
-        out = np.zeros(nxt.shape + (self.vocab_size,))
-        np.put_along_axis(out, nxt[..., None], 1.0, axis=-1)
-        return out
+        return one_hot_probs(self.expert_next_tokens(contexts, sequences), self.vocab_size)
 
     def expert_log_prob(self, contexts, sequences):
         seq = self.check_tokens("sequences", sequences, len(np.asarray(contexts)), exact_len=self.horizon)

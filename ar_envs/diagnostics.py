@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .core import Task, as_rng, check_int, sample_categorical
+from .core import Task, as_rng, check_choice, check_int, sample_categorical
 
 __all__ = [
     "greedy_decode",
@@ -136,8 +136,7 @@ def reasoning_report(task: Task, policy, n: int = 1000, seed: int | None = 0, de
     ``"greedy"`` (default, as in the reasoning literature) or ``"sample"``.
     """
     n = check_int("n", n, 1)
-    if decode not in DECODE_MODES:
-        raise ValueError(f"decode must be one of {DECODE_MODES}, got {decode!r}")
+    check_choice("decode", decode, DECODE_MODES)
     rng = as_rng(seed)
     ctx, seq = task.sample_expert(n, rng)
     gen = greedy_decode(task, policy, ctx) if decode == "greedy" else sample_decode(task, policy, ctx, rng)

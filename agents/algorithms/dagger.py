@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ar_envs.core import check_float, check_int
+from ar_envs.core import check_choice, check_float, check_int
 
 from ..training import (DEFAULT_POLICY, ExpertOracle, build_policy, check_policy_spec, check_training_args, finish_log,
                         mix_actions, mixture_rollout, new_log, one_hot, seed_everything, train)
@@ -38,9 +38,7 @@ class BetaSchedule:
     """``r -> beta_r`` (a plain object, so algorithms holding one can be pickled to worker processes)."""
 
     def __init__(self, kind: str, rampdown: int, decay: float = 0.5):
-        if kind not in BETA_SCHEDULES:
-            raise ValueError(f"beta_schedule must be one of {BETA_SCHEDULES}, got {kind!r}")
-        self.kind = kind
+        self.kind = check_choice("beta_schedule", kind, BETA_SCHEDULES)
         self.rampdown = check_int("beta_rampdown", rampdown, 1)
         self.decay = check_float("beta_decay", decay, 0.0, 1.0, high_open=True)
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ar_envs.core import check_float, sample_categorical
+from ar_envs.core import check_choice, check_float, sample_categorical
 
 from ..training import (DEFAULT_POLICY, build_policy, check_policy_spec, check_training_args, finish_log, new_log,
                         seed_everything, train)
@@ -73,9 +73,7 @@ class ScheduledSampling(Algorithm):
         super().__init__()
         check_policy_spec(policy, policy_args)
         self.policy, self.policy_args = policy, policy_args
-        if schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-        self.schedule = schedule
+        self.schedule = check_choice("schedule", schedule, SCHEDULES)
         self.k = check_float("k", k, 1.0)
         self.min_teacher_prob = check_float("min_teacher_prob", min_teacher_prob, 0.0, 1.0)
         self.epochs, self.lr, self.batch_size = check_training_args(epochs, lr, batch_size)

@@ -12,7 +12,7 @@ import inspect
 
 import torch
 
-from ar_envs.core import Task, check_int
+from ar_envs.core import Task, check_choice, check_int
 
 from .base import TokenPolicy, stream_spec
 from .loglinear import LogLinearPolicy
@@ -33,8 +33,7 @@ def make_policy(kind: str, task: Task, seed: int | None = None, **kwargs) -> Tok
     ``kwargs`` go to the class's constructor. ``seed`` (an int >= 0) makes the initial weights
     reproducible without touching torch's global generator; ``None`` draws them from it.
     """
-    if kind not in POLICY_KINDS:
-        raise ValueError(f"kind must be one of {POLICY_KINDS}, got {kind!r}")
+    check_choice("kind", kind, POLICY_KINDS)
     if not isinstance(task, Task):
         raise ValueError(f"task must be an ar_envs Task, got {type(task).__name__}")
     if seed is not None:

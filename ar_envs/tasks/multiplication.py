@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core import DeterministicTask, as_rng, check_int
+from ..core import DeterministicTask, as_rng, check_choice, check_int
 
 COT_MODES = ("none", "full")
 OFF_PATH_MODES = ("consistent", "reference")
@@ -132,12 +132,8 @@ class Multiplication(DeterministicTask):
 
     def __init__(self, digits: int = 2, cot: str = "none", off_path: str = "consistent"):
         self.digits = check_int("digits", digits, 1, MAX_DIGITS)
-        if cot not in COT_MODES:
-            raise ValueError(f"cot must be one of {COT_MODES}, got {cot!r}")
-        if off_path not in OFF_PATH_MODES:
-            raise ValueError(f"off_path must be one of {OFF_PATH_MODES}, got {off_path!r}")
-        self.cot = cot
-        self.off_path = off_path
+        self.cot = check_choice("cot", cot, COT_MODES)
+        self.off_path = check_choice("off_path", off_path, OFF_PATH_MODES)
         d = self.digits
         self.context_length = 2 * d + 2
         self.horizon = 2 * d if cot == "none" else 6 * d * d - 1
@@ -263,13 +259,8 @@ class Multiplication(DeterministicTask):
         return self.make_contexts(a, b), np.full(m * m, 1.0 / (m * m))
 
     def _check_contexts(self, contexts) -> np.ndarray:
-        ctx = np.asarray(contexts)
-        d, L = self.digits, self.context_length
-        if ctx.ndim != 2 or ctx.shape[1] != L:
-            raise ValueError(f"contexts must have shape (n, {L}), got {ctx.shape}")
-        if ctx.size and not np.issubdtype(ctx.dtype, np.integer):
-            raise ValueError(f"contexts must hold integer tokens, got dtype {ctx.dtype}")
-        ctx = ctx.astype(np.int64, copy=False)
+        ctx = self.check_contexts(contexts)
+        d = self.digits
         if ctx.size:
             digit_slots = np.r_[0:d, d + 1 : 2 * d + 1]
             bad = (

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from ..core import DeterministicTask, as_rng, check_int
+from ..core import DeterministicTask, as_rng, check_choice, check_int
 
 COT_MODES = ("none", "running", "short")
 OFF_PATH_MODES = ("consistent", "reference")
@@ -112,12 +112,8 @@ class Parity(DeterministicTask):
         n = self.n_bits
         k = max(1, n // 2) if subset_size is None else check_int("subset_size", subset_size, 1, n)
         self.subset_size = k
-        if cot not in COT_MODES:
-            raise ValueError(f"cot must be one of {COT_MODES}, got {cot!r}")
-        if off_path not in OFF_PATH_MODES:
-            raise ValueError(f"off_path must be one of {OFF_PATH_MODES}, got {off_path!r}")
-        self.cot = cot
-        self.off_path = off_path
+        self.cot = check_choice("cot", cot, COT_MODES)
+        self.off_path = check_choice("off_path", off_path, OFF_PATH_MODES)
         if chunk_size is None:
             m = max(1, math.ceil(math.log2(k)))
             chunk_size = math.ceil(k / m)
@@ -165,12 +161,7 @@ class Parity(DeterministicTask):
         return ctx, np.full(m, 1.0 / m)
 
     def _check_contexts(self, contexts) -> np.ndarray:
-        ctx = np.asarray(contexts)
-        if ctx.ndim != 2 or ctx.shape[1] != self.n_bits:
-            raise ValueError(f"contexts must have shape (n, {self.n_bits}), got {ctx.shape}")
-        if ctx.size and not np.issubdtype(ctx.dtype, np.integer):
-            raise ValueError(f"contexts must hold integer bits, got dtype {ctx.dtype}")
-        ctx = ctx.astype(np.int64, copy=False)
+        ctx = self.check_contexts(contexts)  # the context is the n_bits bits
         if ctx.size and (ctx.min() < 0 or ctx.max() > 1):
             raise ValueError("contexts must hold bits in [0, 1]")
         return ctx

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core import DeterministicTask, as_rng, check_int
+from ..core import DeterministicTask, as_rng, check_choice, check_int
 from ..mathutil import random_orders, shuffle_rows
 
 ORDERS = ("forward", "reverse")
@@ -120,12 +120,8 @@ class PathStar(DeterministicTask):
                 f"for degree={d}, path_length={l}"
             ) from None
         check_int("num_nodes", self.num_nodes, minimum, MAX_NODES)  # the generator packs an edge in 44 bits
-        if order not in ORDERS:
-            raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
-        if off_path not in OFF_PATH_MODES:
-            raise ValueError(f"off_path must be one of {OFF_PATH_MODES}, got {off_path!r}")
-        self.order = order
-        self.off_path = off_path
+        self.order = check_choice("order", order, ORDERS)
+        self.off_path = check_choice("off_path", off_path, OFF_PATH_MODES)
 
         N = self.num_nodes
         self.pipe, self.equals, self.slash, self.dollar = N, N + 1, N + 2, N + 3
@@ -235,12 +231,7 @@ class PathStar(DeterministicTask):
 
     # ------------------------------------------------------------------ reading a prompt
     def _check_contexts(self, contexts) -> np.ndarray:
-        ctx = np.asarray(contexts)
-        if ctx.ndim != 2 or ctx.shape[1] != self.context_length:
-            raise ValueError(f"contexts must have shape (n, {self.context_length}), got {ctx.shape}")
-        if ctx.size and not np.issubdtype(ctx.dtype, np.integer):
-            raise ValueError(f"contexts must hold integer tokens, got dtype {ctx.dtype}")
-        ctx = ctx.astype(np.int64, copy=False)
+        ctx = self.check_contexts(contexts)
         fixed = ~self._node_slots
         if ctx.size and (
             np.any(ctx[:, fixed] != self._template[fixed])
