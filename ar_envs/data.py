@@ -77,16 +77,10 @@ def episode_observations(task: Task, contexts, sequences) -> np.ndarray:
     tokens: the context, the first ``t`` tokens of the sequence, then the padding id ``V``.
     Observation ``0`` is the reset observation, observation ``H`` the terminal one.
     """
-    contexts = np.asarray(contexts)
-    sequences = np.asarray(sequences)
     L, H, V = task.context_length, task.horizon, task.vocab_size
-    if sequences.ndim != 2 or sequences.shape[1] != H:
-        raise ValueError(f"sequences must have shape (n, {H}) (n, horizon), got {sequences.shape}")
+    sequences = task.check_tokens("sequences", sequences, exact_len=H)
     n = len(sequences)
-    if contexts.shape != (n, L):
-        raise ValueError(f"contexts must have shape ({n}, {L}) (n, context_length), got {contexts.shape}")
-    if sequences.size and (sequences.min() < 0 or sequences.max() >= V):
-        raise ValueError(f"sequences must hold tokens in [0, {V - 1}], got values in [{sequences.min()}, {sequences.max()}]")
+    contexts = task.check_contexts(contexts, n)
     obs = np.full((n, H + 1, L + H), V, dtype=token_dtype(task))
     obs[:, :, :L] = contexts[:, None, :]
     shown = np.arange(H)[None, :] < np.arange(H + 1)[:, None]  # (H + 1, H): token h is shown after step t > h

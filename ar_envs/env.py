@@ -36,7 +36,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from .core import DeterministicTask, Task, check_int, sample_categorical
+from .core import DeterministicTask, Task, check_bool, check_int, one_hot_probs, sample_categorical
 
 
 def token_dtype(task: Task) -> np.dtype:
@@ -52,12 +52,6 @@ def token_dtype(task: Task) -> np.dtype:
         if width <= np.iinfo(dtype).max:
             return np.dtype(dtype)
     return np.dtype(np.int64)
-
-
-def _check_flag(name: str, value) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
 
 
 def observation_space(task: Task) -> spaces.MultiDiscrete:
@@ -114,7 +108,7 @@ class SequenceEnv(gym.Env):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.task = task
         self.render_mode = render_mode
-        self.expert_probs = _check_flag("expert_probs", expert_probs)
+        self.expert_probs = check_bool("expert_probs", expert_probs)
         self.observation_space = observation_space(task)
         self.action_space = spaces.Discrete(task.vocab_size)
         L, H = task.context_length, task.horizon
@@ -131,8 +125,7 @@ class SequenceEnv(gym.Env):
         if isinstance(self.task, DeterministicTask):  # one token, no draw
             action = int(self.task.expert_next_token_planned(ctx, prefix, self._plan)[0])
             if self.expert_probs:
-                probs = np.zeros(self.task.vocab_size)
-                probs[action] = 1.0
+                probs = one_hot_probs(action, self.task.vocab_size)
         else:
             probs = self.task.expert_probs_planned(ctx, prefix, self._plan)[0]
             action = _sample_row(probs, self._expert_rng)
@@ -222,7 +215,7 @@ class SequenceVectorEnv(VectorEnv):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.task = task
-        self.expert_probs = _check_flag("expert_probs", expert_probs)
+        self.expert_probs = check_bool("expert_probs", expert_probs)
         self.num_envs = check_int("num_envs", num_envs, 1)
         self.max_episode_steps = None if max_episode_steps is None else check_int("max_episode_steps", max_episode_steps, 1)
         self.render_mode = render_mode
@@ -257,8 +250,7 @@ class SequenceVectorEnv(VectorEnv):
         elif isinstance(self.task, DeterministicTask):  # the expert's tokens, no draw
             actions = self.task.expert_next_token_planned(self._obs[:, :L], self._obs[:, L : L + self._t], self._plan)
             if self.expert_probs:
-                probs = np.zeros((n, V))
-                probs[np.arange(n), actions] = 1.0
+                probs = one_hot_probs(actions, V)
         else:
             probs = self.task.expert_probs_planned(self._obs[:, :L], self._obs[:, L : L + self._t], self._plan)
             actions = _sample_rows(probs, self._expert_rng, self.task.deterministic_expert)

@@ -251,3 +251,21 @@ def test_checksum_covers_names_dtypes_and_shapes():
     # and it is a plain SHA-256 of a documented byte layout
     h = hashlib.sha256(json.dumps(["sequences", "|u1", [2, 3]]).encode() + bytes(6)).hexdigest()
     assert data._checksum(a) == h
+
+
+def test_episode_observations_and_rewards_refuse_what_does_not_fit_the_task():
+    from ar_envs.data import episode_observations, episode_rewards
+    from ar_envs.tasks import PathStar
+
+    task = PathStar(degree=2, path_length=3, num_nodes=9)
+    ctx, seq = task.sample_expert(4, 0)
+    assert episode_observations(task, ctx, seq).shape == (4, 4, task.context_length + 3)
+    assert episode_rewards(task, ctx, seq)[:, -1].tolist() == [1.0] * 4
+    with pytest.raises(ValueError, match=r"sequences must have shape \(4, 3\)"):
+        episode_observations(task, ctx, seq[:, :2])
+    with pytest.raises(ValueError, match=r"sequences must hold tokens in \[0, 12\]"):
+        episode_observations(task, ctx, seq + 20)
+    with pytest.raises(ValueError, match=r"contexts must have shape \(4, 15\), got \(3, 15\)"):
+        episode_observations(task, ctx[:3], seq)
+    with pytest.raises(ValueError, match="contexts must hold integer tokens"):
+        episode_observations(task, ctx.astype(float), seq)
