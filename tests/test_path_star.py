@@ -383,6 +383,9 @@ def test_planned_expert_and_reward_equal_the_plain_ones(order, off_path):
     ctx_plain = task.sample_contexts(64, np.random.default_rng(9))
     ctx, plan = task.sample_contexts_planned(64, np.random.default_rng(9))
     assert np.array_equal(ctx, ctx_plain)
+    parsed = task.expert_plan(ctx)  # the same plan, read off the prompts
+    assert np.array_equal(parsed[1], plan[1]) and (parsed[0] is None) == (plan[0] is None) == (off_path == "reference")
+    assert plan[0] is None or np.array_equal(parsed[0], plan[0])
     rng = np.random.default_rng(1)
     for t in range(task.horizon):
         prefixes = rng.integers(0, task.vocab_size, size=(64, t))

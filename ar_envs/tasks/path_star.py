@@ -209,25 +209,19 @@ class PathStar(DeterministicTask):
 
     def sample_contexts_planned(self, n, rng, out=None):
         ctx, path = self._sample(n, rng, out)
-        ref = path if self.order == "forward" else path[:, ::-1].copy()
-        if self.off_path == "reference":
-            return ctx, (None, ref)  # the reference expert reads only the answer
-        E = self.num_edges
-        rows = np.arange(n)[:, None]
-        u, v = ctx[:, 0 : 3 * E : 3], ctx[:, 1 : 3 * E : 3]
-        step = np.full((n, self.vocab_size), -1, dtype=np.int64)
-        if self.order == "forward":
-            step[rows, u] = v
-            step[rows[:, 0], path[:, 0]] = -1  # the source has d children: no unique child
-        else:
-            step[rows, v] = u
-        return ctx, (step, ref)
+        # the reference expert reads only the answer; the consistent one also its step table
+        step = None if self.off_path == "reference" else self._links(ctx, parents=self.order == "reverse")
+        return ctx, (step, self._in_order(path))
 
     def sample_expert(self, n, rng=None):
         """Contexts and their answers, fully vectorised (same contexts as ``sample_contexts``
         with the same generator state)."""
         ctx, path = self._sample(n, rng)
-        return ctx, (path if self.order == "forward" else path[:, ::-1].copy())
+        return ctx, self._in_order(path)
+
+    def _in_order(self, path: np.ndarray) -> np.ndarray:
+        """Forward paths ``(n, l)`` as answers in the task's order."""
+        return path if self.order == "forward" else path[:, ::-1].copy()
 
     # ------------------------------------------------------------------ reading a prompt
     def _check_contexts(self, contexts) -> np.ndarray:
@@ -251,15 +245,9 @@ class PathStar(DeterministicTask):
         child); ``parent`` for every non-source node of the graph.
         """
         ctx = self._check_contexts(contexts)
-        n, E, V = len(ctx), self.num_edges, self.vocab_size
-        rows = np.arange(n)[:, None]
-        u, v = ctx[:, 0 : 3 * E : 3], ctx[:, 1 : 3 * E : 3]
+        n, E = len(ctx), self.num_edges
         source, goal = ctx[:, 3 * E], ctx[:, 3 * E + 1]
-        parent = np.full((n, V), -1, dtype=np.int64)
-        parent[rows, v] = u
-        child = np.full((n, V), -1, dtype=np.int64)
-        child[rows, u] = v
-        child[np.arange(n), source] = -1  # the source has d children: no unique child
+        parent, child = self._links(ctx, parents=True), self._links(ctx, parents=False)
         path = np.empty((n, self.path_length), dtype=np.int64)
         path[:, -1] = goal
         for k in range(self.path_length - 1, 0, -1):
@@ -271,10 +259,23 @@ class PathStar(DeterministicTask):
             )
         return parent, child, path
 
+    def _links(self, ctx: np.ndarray, parents: bool) -> np.ndarray:
+        """``(n, V)`` table read off the prompts' edge lists, ``-1`` where undefined: each
+        node's parent (``parents=True``) or its unique child (the source has ``d``: none)."""
+        n, E = len(ctx), self.num_edges
+        u, v = ctx[:, 0 : 3 * E : 3], ctx[:, 1 : 3 * E : 3]
+        table = np.full((n, self.vocab_size), -1, dtype=np.int64)
+        rows = np.arange(n)[:, None]
+        if parents:
+            table[rows, v] = u
+        else:
+            table[rows, u] = v
+            table[rows[:, 0], ctx[:, 3 * E]] = -1
+        return table
+
     def reference(self, contexts) -> np.ndarray:
         """The true answer (in the task's order) for each prompt, ``(n, l)``."""
-        path = self._graph(contexts)[2]
-        return path if self.order == "forward" else path[:, ::-1].copy()
+        return self._in_order(self._graph(contexts)[2])
 
     # ------------------------------------------------------------------ expert
     def expert_next_tokens(self, contexts, sequences) -> np.ndarray:
@@ -283,9 +284,8 @@ class PathStar(DeterministicTask):
         ctx = np.asarray(contexts)
         parent, child, path = self._graph(ctx)
         seq = self.check_tokens("sequences", sequences, len(ctx), max_len=self.horizon)
-        ref = path if self.order == "forward" else path[:, ::-1]
         T = seq.shape[1]
-        out = ref[:, :T].copy()
+        out = self._in_order(path)[:, :T].copy()
         if self.off_path == "consistent" and T > 1:
             step = child if self.order == "forward" else parent
             cont = np.take_along_axis(step, seq[:, : T - 1], axis=1)
@@ -304,9 +304,8 @@ class PathStar(DeterministicTask):
     def expert_plan(self, contexts):
         """The parsed graphs ``(step table, reference answer)`` of an episode's prompts."""
         parent, child, path = self._graph(contexts)
-        if self.order == "forward":
-            return child, path
-        return parent, path[:, ::-1].copy()
+        step = None if self.off_path == "reference" else (parent if self.order == "reverse" else child)
+        return step, self._in_order(path)
 
     def expert_next_token_planned(self, contexts, prefixes, plan):
         step, ref = plan
@@ -339,7 +338,7 @@ class PathStar(DeterministicTask):
         if n == 0:
             raise ValueError("extra_metrics needs at least one generated answer (n >= 1)")
         fwd = gen if self.order == "forward" else gen[:, ::-1]
-        ref = path if self.order == "forward" else path[:, ::-1]
+        ref = self._in_order(path)
         # a valid arm: starts at the source and every step follows an edge (parents are unique,
         # and every arm has l-1 nodes, so l-1 steps from the source end at an arm's end)
         valid = fwd[:, 0] == path[:, 0]
