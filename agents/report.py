@@ -178,17 +178,34 @@ def _fmt(x: float) -> str:
     return f"{x:.2g}" if abs(x) < 0.01 else f"{x:.3f}"
 
 
-def _save_fig(fig, path: str) -> None:
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
-
-
-def plot(summary: dict, out_dir: str) -> list[str]:
-    """Two log-log plots per task group: C(H) and D_H^2(H), a line per algorithm, 95% bands."""
+def pyplot():
+    """``matplotlib.pyplot`` on the non-interactive Agg backend (files only, no display)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_png(fig, path: str, tight: bool = True) -> None:
+    """Write ``fig`` to ``path`` as a PNG, atomically (never half-written) and without a
+    Software tag (the same figure, the same bytes); ``tight`` crops to what is drawn."""
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight" if tight else None, metadata={"Software": None})
+
+
+def band(by_h: dict, metric: str) -> tuple[list, np.ndarray, np.ndarray, np.ndarray]:
+    """``(horizons, mean, lo, hi)`` of one algorithm's summary (``summarise``) for ``metric``,
+    over the horizons that have it: a curve and its 95% band."""
+    hs = sorted(h for h in by_h if by_h[h].get(metric))
+    stats = [by_h[h][metric] for h in hs]
+    return hs, *(np.array([st[key] for st in stats]) for key in ("mean", "lo", "hi"))
+
+
+def plot(summary: dict, out_dir: str) -> list[str]:
+    """Two log-log plots per task group: C(H) and D_H^2(H), a line per algorithm, 95% bands."""
+    plt = pyplot()
 
     written = []
     for gi, ((task, args), algs) in enumerate(summary.items()):
@@ -204,12 +221,9 @@ def plot(summary: dict, out_dir: str) -> list[str]:
             _, best = group_best(algs)
             styles = ["-", "--", "-.", ":"]
             for k, (n, by_h) in enumerate(algs.items()):
-                hs = sorted(h for h in by_h if by_h[h].get(metric))
+                hs, mean, lo, hi = band(by_h, metric)
                 if not hs:
                     continue
-                mean = np.array([by_h[h][metric]["mean"] for h in hs])
-                lo = np.array([by_h[h][metric]["lo"] for h in hs])
-                hi = np.array([by_h[h][metric]["hi"] for h in hs])
                 (line,) = ax.plot(hs, mean, styles[k % len(styles)], marker="o", ms=3, label=n)
                 if np.any(hi > lo):
                     ax.fill_between(hs, np.maximum(lo, mean * 1e-3), hi, color=line.get_color(), alpha=0.2, lw=0)
@@ -226,7 +240,7 @@ def plot(summary: dict, out_dir: str) -> list[str]:
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(fontsize=8)
             path = os.path.join(out_dir, fname)
-            _save_fig(fig, path)
+            save_png(fig, path)
             plt.close(fig)
             written.append(path)
     return written

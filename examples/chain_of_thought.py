@@ -38,9 +38,9 @@ import numpy as np
 import torch
 
 from agents.algorithms import BC
+from agents.report import pyplot, save_png
 from ar_envs.data import Demonstrations
 from ar_envs.diagnostics import greedy_decode, teacher_forced_accuracy
-from ar_envs.fileio import atomic_path
 from ar_envs.tasks import Multiplication, Parity
 
 # the default run, and the tiny --quick one (any option given explicitly wins over both)
@@ -160,11 +160,7 @@ def main(argv=None) -> list[dict]:
     print(f"total {time.perf_counter() - start:.0f} s")
 
     # ---------------------------------------------------------------- the plot
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.8), sharey=True)
     x = np.arange(len(CLASSES))
     for ax, task_label in zip(axes, ("multiplication", "parity")):
@@ -186,8 +182,7 @@ def main(argv=None) -> list[dict]:
     axes[0].set_ylabel("answer exact match (test prompts)")
     fig.suptitle("behavior cloning with and without a chain of thought", fontsize=10)
     fig.tight_layout()
-    with atomic_path(args.out) as tmp:  # never a half-written plot
-        fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None})
+    save_png(fig, args.out, tight=False)  # atomic: never a half-written plot
     plt.close(fig)
     print(f"wrote {args.out}")
     return rows

@@ -44,9 +44,8 @@ import numpy as np
 import torch
 
 from agents.algorithms import BC, DAgger, PPOFromBC
-from agents.report import format_tables, summarise
+from agents.report import band, format_tables, pyplot, save_png, summarise
 from agents.sweep import parse_horizons, sweep
-from ar_envs.fileio import atomic_path
 
 # the default run, and the tiny --quick one (any option given explicitly wins over both)
 DEFAULTS = dict(horizons="2,4,8,16,32", seeds=3, samples=1000, eval_samples=10_000, epochs=10, dagger_rounds=3,
@@ -129,23 +128,16 @@ def main(argv=None) -> list[dict]:
     print(f"total {time.perf_counter() - start:.0f} s")
 
     # ---------------------------------------------------------------- the plot
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(2, len(summary), figsize=(5.2 * len(summary), 7.2), squeeze=False)
     for col, ((task, task_args), algorithms) in enumerate(summary.items()):
         for row, (metric, ylabel) in enumerate((("hellinger2", r"$D_H^2$ to the expert"),
                                                 ("approx_factor", "C(H) (log-linear class)"))):
             ax = axes[row, col]
             for k, (algorithm, by_h) in enumerate(algorithms.items()):
-                hs = sorted(h for h in by_h if by_h[h].get(metric))
+                hs, mean, lo, hi = band(by_h, metric)
                 if not hs:
                     continue
-                mean = np.array([by_h[h][metric]["mean"] for h in hs])
-                lo = np.array([by_h[h][metric]["lo"] for h in hs])
-                hi = np.array([by_h[h][metric]["hi"] for h in hs])
                 style = "-" if "[" not in algorithm else "--"  # log-linear solid, MLP dashed
                 (line,) = ax.plot(hs, mean, style, marker="osxv^"[k % 5], ms=4, label=algorithm)
                 ax.fill_between(hs, np.maximum(lo, mean * 1e-2), hi, color=line.get_color(), alpha=0.15, lw=0)
@@ -166,8 +158,7 @@ def main(argv=None) -> list[dict]:
             ax.legend(fontsize=7)
     fig.suptitle("error against the horizon: mean over seeds, 95% bands", fontsize=10)
     fig.tight_layout()
-    with atomic_path(args.out) as tmp:  # never a half-written plot
-        fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None})
+    save_png(fig, args.out, tight=False)  # atomic: never a half-written plot
     plt.close(fig)
     print(f"wrote {args.out}")
     return records

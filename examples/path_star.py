@@ -39,9 +39,9 @@ import numpy as np
 import torch
 
 from agents.algorithms import BC, Teacherless
+from agents.report import pyplot, save_png
 from ar_envs.data import generate
 from ar_envs.diagnostics import reasoning_report
-from ar_envs.fileio import atomic_path
 from ar_envs.tasks import PathStar
 
 # the default run, and the tiny --quick one (any option given explicitly wins over both)
@@ -128,11 +128,7 @@ def main(argv=None) -> list[dict]:
     print(f"total {time.perf_counter() - start:.0f} s")
 
     # ---------------------------------------------------------------- the plot
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     positions = np.arange(1, l + 1)
     fig, axes = plt.subplots(1, len(rows), figsize=(4.2 * len(rows), 3.6), sharey=True)
     for ax, r in zip(axes, rows):
@@ -149,8 +145,7 @@ def main(argv=None) -> list[dict]:
     fig.suptitle(f"path-star G({d}, {l}), N = {args.num_nodes}: per-position accuracy of a {args.n_layer}-layer transformer",
                  fontsize=10)
     fig.tight_layout()
-    with atomic_path(args.out) as tmp:  # never a half-written plot
-        fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None})
+    save_png(fig, args.out, tight=False)  # atomic: never a half-written plot
     plt.close(fig)
     print(f"wrote {args.out}")
     return rows
