@@ -235,6 +235,12 @@ def mix_actions(expert_probs, policy_probs, beta: float, rng: np.random.Generato
     return np.where(rng.random(len(expert_tok)) < beta, expert_tok, policy_tok)
 
 
+def answer_cross_entropy(logits: torch.Tensor, sequences) -> torch.Tensor:
+    """Mean log loss of the demonstrated tokens ``sequences (n, H)`` under ``logits (n, H, V)``."""
+    targets = torch.as_tensor(np.asarray(sequences), dtype=torch.long, device=logits.device)
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+
 def one_hot(tokens: np.ndarray, vocab_size: int) -> np.ndarray:
     """``(n, H)`` tokens as ``(n, H, V)`` float32 distributions (hard labels)."""
     return np.eye(vocab_size, dtype=np.float32)[np.asarray(tokens)]

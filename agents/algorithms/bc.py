@@ -8,12 +8,11 @@ answer tokens, one forward pass per batch of whole sequences.
 from __future__ import annotations
 
 import torch
-from torch.nn import functional as F
 
 from ..loglinear_fit import minimise, visit_counts
 from ..policies.loglinear import LogLinearPolicy
-from ..training import (DEFAULT_POLICY, build_policy, check_policy_spec, check_training_args, finish_log, new_log,
-                        seed_everything, train)
+from ..training import (DEFAULT_POLICY, answer_cross_entropy, build_policy, check_policy_spec, check_training_args,
+                        finish_log, new_log, seed_everything, train)
 from .base import Algorithm
 
 NEURAL_DEFAULTS = {"epochs": 20, "lr": 1e-3, "batch_size": 64}
@@ -76,13 +75,11 @@ class BC(Algorithm):
         rng = seed_everything(seed)
         policy = build_policy(self.policy or DEFAULT_POLICY, task, self.policy_args, seed=seed)
         self.log = new_log(policy)
-        V = task.vocab_size
 
         def loss(batch, epoch):
             contexts, sequences = batch
-            logits = policy.answer_logits(contexts, sequences)  # (n, H, V): all answer tokens, one pass
-            targets = torch.as_tensor(sequences, dtype=torch.long)
-            return F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
+            # (n, H, V): all answer tokens, one pass
+            return answer_cross_entropy(policy.answer_logits(contexts, sequences), sequences)
 
         train(policy, loss, (demos.contexts, demos.sequences), epochs=self.epochs, lr=self.lr,
               batch_size=self.batch_size, rng=rng, log=self.log, tokens_per_row=task.horizon)

@@ -29,13 +29,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
-from torch.nn import functional as F
 
 from ar_envs.core import check_choice, check_float, sample_categorical
 
-from ..training import (DEFAULT_POLICY, build_policy, check_policy_spec, check_training_args, finish_log, new_log,
-                        seed_everything, train)
+from ..training import (DEFAULT_POLICY, answer_cross_entropy, build_policy, check_policy_spec, check_training_args,
+                        finish_log, new_log, seed_everything, train)
 from .base import Algorithm
 
 SCHEDULES = ("linear", "inverse-sigmoid")
@@ -91,14 +89,12 @@ class ScheduledSampling(Algorithm):
         rng = seed_everything(seed)
         policy = build_policy(self.policy or DEFAULT_POLICY, task, self.policy_args, seed=seed)
         self.log = new_log(policy)
-        V = task.vocab_size
 
         def loss(batch, epoch):
             contexts, sequences = batch
             inputs = mix_own_tokens(policy, contexts, sequences, 1.0 - self.teacher_prob(epoch), rng)
             logits = policy.answer_logits(contexts, inputs)  # (n, H, V): fed inputs[:, :-1], one pass
-            targets = torch.as_tensor(sequences, dtype=torch.long)  # the demonstrated tokens
-            return F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
+            return answer_cross_entropy(logits, sequences)  # scored against the demonstrated tokens
 
         train(policy, loss, (demos.contexts, demos.sequences), epochs=self.epochs, lr=self.lr,
               batch_size=self.batch_size, rng=rng, log=self.log, tokens_per_row=task.horizon)

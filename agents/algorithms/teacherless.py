@@ -13,12 +13,11 @@ import os
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from ar_envs.core import as_rng, sample_categorical
 
-from ..training import (DEFAULT_POLICY, build_policy, check_policy_spec, check_training_args, finish_log, new_log,
-                        seed_everything, train)
+from ..training import (DEFAULT_POLICY, answer_cross_entropy, build_policy, check_policy_spec, check_training_args,
+                        finish_log, new_log, seed_everything, train)
 from .base import Algorithm
 
 
@@ -57,8 +56,7 @@ class TeacherlessPolicy(nn.Module):
         model.eval()
         try:
             with torch.no_grad():
-                logits = model(model.teacherless_stream(np.asarray(contexts)))[:, self.context_length :, :]
-                return torch.log_softmax(logits.double(), dim=-1).cpu().numpy()
+                return torch.log_softmax(model.teacherless_logits(contexts).double(), dim=-1).cpu().numpy()
         finally:
             model.train(was_training)
 
@@ -145,13 +143,11 @@ class Teacherless(Algorithm):
         rng = seed_everything(seed)
         model = build_policy(self.policy or DEFAULT_POLICY, task, self.policy_args, seed=seed)
         self.log = new_log(model)
-        L, V = task.context_length, task.vocab_size
 
         def loss(batch, epoch):
             contexts, sequences = batch
-            logits = model(model.teacherless_stream(contexts))[:, L:, :]  # (n, H, V): every answer token at once
-            targets = torch.as_tensor(sequences, dtype=torch.long)
-            return F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
+            # (n, H, V): every answer token at once
+            return answer_cross_entropy(model.teacherless_logits(contexts), sequences)
 
         train(model, loss, (demos.contexts, demos.sequences), epochs=self.epochs, lr=self.lr,
               batch_size=self.batch_size, rng=rng, log=self.log, tokens_per_row=task.horizon)

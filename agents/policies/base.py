@@ -185,11 +185,15 @@ class TokenPolicy(nn.Module):
         rng = as_rng(rng)
         return self._decode(contexts, lambda p: sample_categorical(p, rng))
 
+    def teacherless_logits(self, contexts) -> torch.Tensor:
+        """Logits of all ``H`` answer tokens from ``[BOS] + context + DUMMY...`` in one parallel
+        pass, ``(n, H, V)`` (the model never sees an answer token)."""
+        return self.forward(self.teacherless_stream(np.asarray(contexts)), start=self.context_length)
+
     @_inference
     def teacherless_decode(self, contexts) -> np.ndarray:
         """All answer tokens at once from ``[BOS] + context + DUMMY...`` (one parallel pass, argmax)."""
-        logits = self.forward(self.teacherless_stream(np.asarray(contexts)), start=self.context_length)
-        return logits.argmax(dim=-1).cpu().numpy()
+        return self.teacherless_logits(contexts).argmax(dim=-1).cpu().numpy()
 
     # ------------------------------------------------------------------ raw observations (RL code)
     @_inference
