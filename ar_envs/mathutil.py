@@ -58,13 +58,19 @@ def shuffle_rows(rng: np.random.Generator, values: np.ndarray, bits: int) -> np.
         raise ValueError(f"values must be a 2-d array (n, m), got shape {values.shape}")
     if not 1 <= bits <= 44:
         raise ValueError(f"bits must be in [1, 44], got {bits}")
-    dtype = np.uint32 if bits <= 12 else np.uint64
-    low = dtype((1 << bits) - 1)
+    dtype, low = _key_dtype(bits)
     if not np.issubdtype(values.dtype, np.integer) or (
         values.size and ((np.issubdtype(values.dtype, np.signedinteger) and values.min() < 0) or values.max() > int(low))
     ):
         raise ValueError(f"values must be integers in [0, 2^{bits} - 1]")
     return _shuffle(rng, values.astype(dtype, copy=False), low)
+
+
+def _key_dtype(bits: int):
+    """``(key dtype, value mask)`` for values of ``bits`` bits: 32-bit keys while at least 20
+    random bits remain above the value, else 64-bit."""
+    dtype = np.uint32 if bits <= 12 else np.uint64
+    return dtype, dtype((1 << bits) - 1)
 
 
 def _shuffle(rng: np.random.Generator, values: np.ndarray, low) -> np.ndarray:
@@ -109,7 +115,5 @@ def random_orders(rng: np.random.Generator, n: int, m: int, k: int | None = None
     k = m if k is None else k
     if not 0 <= k <= m:
         raise ValueError(f"k must be in [0, {m}], got {k}")
-    bits = max(1, (m - 1).bit_length())
-    dtype = np.uint32 if bits <= 12 else np.uint64
-    values = np.broadcast_to(np.arange(m, dtype=dtype), (n, m))
-    return _shuffle(rng, values, dtype((1 << bits) - 1))[:, :k]
+    dtype, low = _key_dtype(max(1, (m - 1).bit_length()))
+    return _shuffle(rng, np.broadcast_to(np.arange(m, dtype=dtype), (n, m)), low)[:, :k]

@@ -1,7 +1,6 @@
 """Path-star graphs: generator invariants, expert on and off its path, training views, env checks."""
 
 import itertools
-import math
 import warnings
 
 import gymnasium as gym
@@ -12,6 +11,8 @@ from hypothesis import strategies as st
 
 import ar_envs  # noqa: F401  (registers the environments)
 from ar_envs.tasks import TASKS, PathStar
+from uniformity import chi2_quantile as _chi2_quantile
+from uniformity import uniform_stat
 
 
 @st.composite
@@ -105,11 +106,6 @@ def test_same_seed_same_contexts():
     assert task.sample_expert(0, 1)[0].shape == (0, task.context_length)
 
 
-def _chi2_quantile(df, z=3.29):
-    """Wilson-Hilferty approximation of the chi-square quantile (z = 3.29: about 0.9995)."""
-    return df * (1 - 2 / (9 * df) + z * math.sqrt(2 / (9 * df))) ** 3
-
-
 @pytest.mark.parametrize("d,l", [(3, 4), (5, 5)])
 def test_goal_arm_position_in_edge_list_is_uniform(d, l):
     task = PathStar(degree=d, path_length=l, num_nodes=50)
@@ -148,11 +144,8 @@ def test_every_prompt_is_equally_likely(d, l, N):
                 prompt[-1] = task.slash
                 support.add(tuple(prompt + [source, arms[goal_arm][-1], task.equals]))
     support = sorted(support)
-    n = 40 * len(support)
-    ctx = task.sample_contexts(n, np.random.default_rng(0))
-    index = {p: i for i, p in enumerate(support)}
-    counts = np.bincount([index[tuple(r)] for r in ctx.tolist()], minlength=len(support))
-    stat = ((counts - 40) ** 2 / 40).sum()
+    ctx = task.sample_contexts(40 * len(support), np.random.default_rng(0))
+    stat, counts = uniform_stat(ctx, support)
     assert counts.min() > 0 and stat < _chi2_quantile(len(support) - 1), (stat, len(support))
 
 

@@ -2,25 +2,13 @@
 uniformity against enumeration, the tie redraw, determinism, bad input."""
 
 import itertools
-import math
 
 import numpy as np
 import pytest
 
 from ar_envs.mathutil import random_orders, shuffle_rows
-
-
-def _chi2_quantile(df, z=3.29):
-    """Wilson-Hilferty approximation of the chi-square quantile (z = 3.29: about 0.9995)."""
-    return df * (1 - 2 / (9 * df) + z * math.sqrt(2 / (9 * df))) ** 3
-
-
-def _uniform_stat(rows, support):
-    """Pearson's statistic of the observed rows against the uniform law on ``support``."""
-    index = {tuple(s): i for i, s in enumerate(support)}
-    counts = np.bincount([index[tuple(r)] for r in rows.tolist()], minlength=len(support))
-    expected = len(rows) / len(support)
-    return ((counts - expected) ** 2 / expected).sum(), counts
+from uniformity import chi2_quantile as _chi2_quantile
+from uniformity import uniform_stat as _uniform_stat
 
 
 @pytest.mark.parametrize("m,k", [(4, 4), (5, 2), (6, 3), (2, 1)])
