@@ -8,7 +8,10 @@ import os
 import sys
 
 DEMO_HORIZONS = "2,5,10,20,50,100,200,500"
-DEMO_ALGORITHMS = "bc,smoothed-bc,hellinger-bc,rho"
+DEMO_ALGORITHMS = "bc,smoothed-bc,hellinger-bc,rho,dagger"
+DEMO_BLOCKS = (4, 16)
+DEMO_DELTA = 0.01
+DEMO_RARE_HORIZONS = "1,2,5,10,20"
 
 
 def _first_line(doc: str | None) -> str:
@@ -145,16 +148,31 @@ def cmd_report(args) -> int:
     return _print_report(args.results, args.plots)
 
 
+def demo_algorithms() -> list:
+    """The demo's learners: the per-token objectives, interaction, the rho-estimator and the
+    block-Hellinger K-knob at two block lengths (names as in the records)."""
+    from agents.algorithms import BlockHellinger
+
+    knobs = []
+    for K in DEMO_BLOCKS:
+        alg = BlockHellinger(block=K)
+        alg.name = f"block-hellinger[K={K}]"
+        knobs.append(alg)
+    return DEMO_ALGORITHMS.split(",") + knobs
+
+
 def cmd_demo(args) -> int:
     eps = 0.01
     task_args = {"eps": eps, "offset": math.log(1.0 / (0.3 * eps))}
     print(
         "ar-envs demo: error amplification of next-token prediction on TwoBranch "
-        f"(eps={eps}, offset c=log(1/(0.3 eps))={task_args['offset']:.3f}), H={DEMO_HORIZONS}, "
-        f"{args.seeds} seeds x {args.samples} demonstrations, algorithms {DEMO_ALGORITHMS}",
+        f"(eps={eps}, offset c=log(1/(0.3 eps))={task_args['offset']:.3f}), H={DEMO_HORIZONS}, and log loss failing "
+        f"on RareToken (delta={DEMO_DELTA}), H={DEMO_RARE_HORIZONS}; {args.seeds} seeds x {args.samples} demonstrations, "
+        f"algorithms {DEMO_ALGORITHMS} and block-hellinger K={','.join(map(str, DEMO_BLOCKS))}",
         file=sys.stderr,
     )
-    _run_sweep(args, "two-branch", task_args, DEMO_HORIZONS, DEMO_ALGORITHMS)
+    _run_sweep(args, "two-branch", task_args, DEMO_HORIZONS, demo_algorithms())
+    _run_sweep(args, "rare-token", {"delta": DEMO_DELTA}, DEMO_RARE_HORIZONS, demo_algorithms())
     return _print_report(args.out, args.plots)
 
 
@@ -199,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plots", default=None, help="directory for the PNG plots (default: next to the results file)")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("demo", help="the two-branch sweep (eps=0.01, H=2..500, BC vs robust vs rho), table and plots")
+    p = sub.add_parser("demo", help="two-branch (eps=0.01, H=2..500) and rare-token (delta=0.01, H=1..20) sweeps: "
+                                    "BC vs robust vs dagger vs rho vs the block K-knob; table and plots")
     _add_run_options(p, "results/demo.jsonl", seeds=5, samples=1000)
     p.add_argument("--plots", default="results", help="directory for the PNG plots")
     p.set_defaults(func=cmd_demo)

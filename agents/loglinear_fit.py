@@ -8,6 +8,8 @@ smooth map ``u -> B tanh(||u||) u / ||u||`` onto the open ball, so L-BFGS runs u
 
 from __future__ import annotations
 
+import contextlib
+import math
 from typing import Callable
 
 import numpy as np
@@ -34,15 +36,33 @@ def per_sequence_counts(fm: FeatureMap, contexts, sequences) -> np.ndarray:
     return np.bincount(flat, minlength=n * C * S * V).astype(np.float64).reshape(n, C * S * V)
 
 
-def state_sqrt_expert(fm: FeatureMap, contexts, sequences, expert_step_probs) -> np.ndarray:
-    """``R[c, s, a] = sum over visits of (c, s) of sqrt(pi*(a | prefix))``, ``(C, S, V)``."""
+def state_label_sums(fm: FeatureMap, contexts, sequences, labels) -> np.ndarray:
+    """``W[c, s, a] = sum over visits of (c, s) of labels[i, h, a]``, ``(C, S, V)``: the weighted
+    sufficient statistics of a cross-entropy against per-prefix labels ``(n, T, V)`` (soft
+    expert distributions for DAgger; one-hot demonstrated tokens give :func:`visit_counts`)."""
     c, s, _ = fm.index(contexts, sequences)
     C, S, V = fm.shape
     idx = (c[:, None] * S + s).ravel()
-    root = np.sqrt(np.asarray(expert_step_probs, dtype=np.float64)).reshape(-1, V)
     out = np.zeros((C * S, V))
-    np.add.at(out, idx, root)
+    np.add.at(out, idx, np.asarray(labels, dtype=np.float64).reshape(-1, V))
     return out.reshape(C, S, V)
+
+
+def state_sqrt_expert(fm: FeatureMap, contexts, sequences, expert_step_probs) -> np.ndarray:
+    """``R[c, s, a] = sum over visits of (c, s) of sqrt(pi*(a | prefix))``, ``(C, S, V)``."""
+    return state_label_sums(fm, contexts, sequences, np.sqrt(np.asarray(expert_step_probs, dtype=np.float64)))
+
+
+def fit_cross_entropy(fm: FeatureMap, W: np.ndarray, rows: int, theta0=None, max_iter: int = 500):
+    """``argmin_theta -(1/rows) sum_{c,s,a} W[c, s, a] log pi_theta(a | c, s)``: maximum
+    likelihood (``W`` = visit counts) or the cross-entropy against soft labels (``W`` from
+    :func:`state_label_sums`). Returns ``(theta, loss)``."""
+    W_t = torch.as_tensor(W)
+
+    def loss(log_table):
+        return -(W_t * log_table).sum() / rows
+
+    return minimise(fm, loss, theta0=theta0, max_iter=max_iter)
 
 
 class ThetaMap:
@@ -85,6 +105,22 @@ def log_table_torch(fm: FeatureMap, theta: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(logits, dim=-1)
 
 
+@contextlib.contextmanager
+def one_torch_thread():
+    """Run tiny tensor work on one torch thread: the class tables have a few hundred numbers, and
+    a second thread only adds synchronisation (20x slower per L-BFGS closure on a busy 2-core
+    machine). The previous thread count is restored."""
+    n = torch.get_num_threads()
+    if n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
 def minimise(
     fm: FeatureMap,
     loss_of_log_table: Callable[[torch.Tensor], torch.Tensor],
@@ -106,7 +142,8 @@ def minimise(
         loss.backward()
         return loss
 
-    opt.step(closure)
+    with one_torch_thread():
+        opt.step(closure)
     with torch.no_grad():
         theta = tm.theta(u)
         loss = float(loss_of_log_table(log_table_torch(fm, theta)))
@@ -133,3 +170,27 @@ def parameter_grid(fm: FeatureMap, max_candidates: int = 512, rng=None) -> np.nd
         idx = list(fm.bounded_dims)
         grid = grid[np.linalg.norm(grid[:, idx], axis=1) <= fm.norm_bound + 1e-12]
     return grid
+
+
+def default_starts(fm: FeatureMap, extra=(), grid_points: int = 2, seed: int = 0) -> list[np.ndarray]:
+    """Starting points for a non-convex objective over the class: zero, ``extra`` (e.g. the
+    BC fit), and ``grid_points`` points of a coarse lattice of the class (seeded)."""
+    grid = parameter_grid(fm, 64, rng=seed)
+    picks = np.random.default_rng(seed).permutation(len(grid))[:grid_points]
+    return [np.zeros(fm.dim), *[np.asarray(t, dtype=np.float64) for t in extra], *grid[picks]]
+
+
+def minimise_from(fm: FeatureMap, loss_of_log_table, starts, max_iter: int = 500) -> tuple[np.ndarray, float, int]:
+    """:func:`minimise` from each of ``starts``; the lowest loss wins. Returns
+    ``(theta, loss, index of the winning start)``; starts that diverge are skipped."""
+    best = (None, math.inf, -1)
+    for i, start in enumerate(starts):
+        try:
+            theta, loss = minimise(fm, loss_of_log_table, theta0=start, max_iter=max_iter)
+        except FloatingPointError:
+            continue
+        if loss < best[1]:
+            best = (theta, loss, i)
+    if best[0] is None:
+        raise FloatingPointError("the optimiser diverged from every start")
+    return best

@@ -167,6 +167,10 @@ def _policy_class(policy) -> str:
     return type(policy).__name__
 
 
+def _best_key(task: Task) -> str:
+    return json.dumps([task.name, type(task).__qualname__, task.task_args()], sort_keys=True, default=str)
+
+
 def _best(task: Task, policy=None) -> dict:
     """The best in class, or ``hellinger2 = None`` with the reason when the task has no class
     for which it is computed, or when the policy is neural: the best of the log-linear class is
@@ -175,13 +179,51 @@ def _best(task: Task, policy=None) -> dict:
 
     if _is_neural(policy):
         return {"hellinger2": None, "method": "unavailable: neural policy class", "exact": False}
-    key = json.dumps([task.name, type(task).__qualname__, task.task_args()], sort_keys=True, default=str)
+    key = _best_key(task)
     if key not in _BEST_CACHE:
         if task.feature_map() is None:
             _BEST_CACHE[key] = {"hellinger2": None, "method": "unavailable: the task has no log-linear class", "exact": False}
         else:
             _BEST_CACHE[key] = best_in_class(task)
     return _BEST_CACHE[key]
+
+
+def _best_given_fit(task: Task, policy, h2) -> dict:
+    """:func:`_best`, never worse than the learner's own fit: when a log-linear member we fitted
+    scores below the cached best in class, the optimiser is run again with that member as a
+    start (and as a candidate) and the cache is updated (``improved_by_fit``)."""
+    from .best_in_class import best_in_class
+    from .policies.loglinear import LogLinearPolicy
+
+    best = _best(task, policy)
+    b = best.get("hellinger2")
+    if (b is None or h2.value is None or not isinstance(policy, LogLinearPolicy) or best.get("method") == "closed-form"
+            or policy.feature_map is not task.feature_map() or not h2.value < b * (1.0 - 1e-9) - 1e-15):
+        return best
+    key = _best_key(task)
+    starts = [policy.theta] + ([np.asarray(best["theta"])] if best.get("theta") is not None else [])
+    improved = best_in_class(task, starts=starts)
+    if improved["hellinger2"] < b:
+        _BEST_CACHE[key] = {**improved, "improved_by_fit": True}
+    return _BEST_CACHE[key]
+
+
+def approx_factor_flag(approx, approx_ci, h2, best: dict) -> str | None:
+    """A message when ``C < 1`` beyond its uncertainty: the learner beat the reported best in
+    class, so that best is not the class minimum and this C is not a result."""
+    if approx is None or approx >= 1.0:
+        return None
+    best_ci = best.get("ci95")
+    if h2.ci95 is None and best_ci is None:
+        beyond = approx < 1.0 - 1e-6
+    else:
+        hi = h2.ci95[1] if h2.ci95 is not None else h2.value
+        lo = best_ci[0] if best_ci is not None else best["hellinger2"]
+        beyond = hi < lo * (1.0 - 1e-6)
+    if not beyond:
+        return None
+    return ("C < 1 beyond its interval: the learner is closer to the expert than the reported best in class, "
+            "which is therefore not the class minimum (an optimiser failure, or the learner is not in the class)")
 
 
 def _jsonable(x):
@@ -221,15 +263,16 @@ def run_cell(cell: Cell, algorithm=None) -> dict:
     if not callable(getattr(policy, "sequence_log_prob", None)):
         raise TypeError(f"algorithm {cell.algorithm!r} returned {type(policy).__name__}, which has no sequence_log_prob()")
     metrics = sequence_metrics(task, policy, n_samples=cell.eval_samples, rng=cell.seed + 1_000_003)
-    best = _best(task, policy)
     h2 = metrics["hellinger2"]
+    best = _best_given_fit(task, policy, h2)
     b = best["hellinger2"]
-    approx = approx_ci = None
-    # a best in class of (numerically) zero: the class is well specified, C(H) is undefined
+    approx = approx_ci = approx_note = None
     if b is not None and b > 1e-9 and h2.value is not None:
         approx = h2.value / b
         if h2.ci95 is not None:
             approx_ci = [h2.ci95[0] / b, h2.ci95[1] / b]
+    elif b is not None:  # a best in class of (numerically) zero: C(H) is undefined
+        approx_note = f"best in class D_H^2 = {b:.3g} <= 1e-9: the class is (numerically) well specified, C(H) is undefined"
     record = {
         "task": cell.task,
         "task_args": task.task_args(),
@@ -246,9 +289,15 @@ def run_cell(cell: Cell, algorithm=None) -> dict:
         "best_in_class_exact": bool(best.get("exact", True)),
         "approx_factor": approx,
         "approx_factor_ci95": approx_ci,
+        "approx_factor_flag": approx_factor_flag(approx, approx_ci, h2, best),
+        "approx_factor_note": approx_note,
+        "best_in_class_ci95": best.get("ci95"),
+        "best_in_class_improved_by_fit": bool(best.get("improved_by_fit", False)),
         "exact": all(est.exact for est in metrics.values() if est.value is not None),
         "ci95": {name: list(est.ci95) for name, est in metrics.items() if est.ci95 is not None},
         "metric_methods": {name: est.method for name, est in metrics.items()},
+        "metric_exact": {name: est.exact for name, est in metrics.items() if est.value is not None},
+        "approx_factor_exact": approx is not None and h2.exact and bool(best.get("exact", True)),
         "diagnostics": _diagnostics(task, policy, cell),
         "fit_log": {"policy_class": _policy_class(policy), **getattr(alg, "log", {})},
         "wall_s": time.perf_counter() - start,

@@ -6,6 +6,7 @@ from .tasks.path_star import PathStar
 from .tasks.multiplication import Multiplication
 from .tasks.parity import Parity
 from .tasks.hmm import HMMLanguage
+from .tasks.rare_token import RareToken
 
 TwoBranchEnv, TwoBranchVectorEnv = make_env_classes(TwoBranch)
 TwoBranchLinearEnv, TwoBranchLinearVectorEnv = make_env_classes(TwoBranchLinear)
@@ -15,6 +16,7 @@ PathStarEnv, PathStarVectorEnv = make_env_classes(PathStar)
 MultiplicationEnv, MultiplicationVectorEnv = make_env_classes(Multiplication)
 ParityEnv, ParityVectorEnv = make_env_classes(Parity)
 HMMLanguageEnv, HMMLanguageVectorEnv = make_env_classes(HMMLanguage)
+RareTokenEnv, RareTokenVectorEnv = make_env_classes(RareToken)
 
 # env id (without the "ar_envs/" namespace) -> class name prefix in this module
 ENV_IDS = {
@@ -26,4 +28,5 @@ ENV_IDS = {
     "Multiplication-v0": "Multiplication",
     "Parity-v0": "Parity",
     "HMMLanguage-v0": "HMMLanguage",
+    "RareToken-v0": "RareToken",
 }

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from agents.algorithms import BC, HellingerBC, SmoothedBC, get_algorithm, rho_select
+from agents.algorithms import BC, HellingerBC, HellingerBCOracle, SmoothedBC, get_algorithm, rho_select
 from agents.best_in_class import best_in_class
 from agents.policies import LogLinearPolicy
 from ar_envs.data import generate
@@ -42,9 +42,17 @@ def test_bc_on_mixture_fits_the_average_rate():
 
 
 def _per_token_losses(task, pol, demos, gamma=None):
-    """Direct per-token sums over every demonstrated prefix (no sufficient statistics)."""
-    log_loss = smooth = hell = 0.0
+    """Direct per-token sums over every demonstrated prefix (no sufficient statistics): log loss,
+    smoothed log loss, Hellinger to the expert's distributions, Hellinger to the empirical
+    next-token frequencies of each (context, class state)."""
+    log_loss = smooth = hell = emp = 0.0
     V = task.vocab_size
+    fm = task.feature_map()
+    freq = {}  # (context, state) -> token counts, by a plain loop
+    for i in range(len(demos)):
+        for h in range(task.horizon):
+            key = (int(demos.contexts[i, 0]), int(fm.next_state(demos.contexts[i : i + 1], demos.sequences[i : i + 1, :h])[0]))
+            freq.setdefault(key, np.zeros(V))[demos.sequences[i, h]] += 1
     for h in range(task.horizon):
         q = pol.next_token_probs(demos.contexts, demos.sequences[:, :h])
         p = task.expert_probs(demos.contexts, demos.sequences[:, :h])
@@ -54,7 +62,10 @@ def _per_token_losses(task, pol, demos, gamma=None):
         if gamma is not None:
             smooth -= np.log((1 - gamma) * qa + gamma / V).sum()
         hell += ((np.sqrt(p) - np.sqrt(q)) ** 2).sum()
-    return log_loss, smooth, hell
+        states = fm.next_state(demos.contexts, demos.sequences[:, :h])
+        p_hat = np.array([freq[(int(c), int(st))] / freq[(int(c), int(st))].sum() for c, st in zip(demos.contexts[:, 0], states)])
+        emp += ((np.sqrt(p_hat) - np.sqrt(q)) ** 2).sum()
+    return log_loss, smooth, hell, emp
 
 
 def test_each_algorithm_optimises_its_own_objective():
@@ -64,18 +75,21 @@ def test_each_algorithm_optimises_its_own_objective():
     pols = {
         "bc": BC().fit(task, demos, 0),
         "smoothed": SmoothedBC(gamma=gamma).fit(task, demos, 0),
+        "hellinger-oracle": HellingerBCOracle().fit(task, demos, 0),
         "hellinger": HellingerBC().fit(task, demos, 0),
     }
     losses = {k: _per_token_losses(task, p, demos, gamma) for k, p in pols.items()}
     rng = np.random.default_rng(0)
     for _ in range(20):  # no nearby member does better on any algorithm's own objective
-        for k, idx in (("bc", 0), ("smoothed", 1), ("hellinger", 2)):
+        for k, idx in (("bc", 0), ("smoothed", 1), ("hellinger-oracle", 2), ("hellinger", 3)):
             theta = pols[k].theta + rng.normal(scale=0.05, size=pols[k].theta.shape)
             other = _per_token_losses(task, LogLinearPolicy(task, theta), demos, gamma)
             assert losses[k][idx] <= other[idx] + 1e-7
     # and the objectives differ: each is best at its own loss
     assert losses["bc"][0] <= losses["hellinger"][0] + 1e-9
-    assert losses["hellinger"][2] <= losses["bc"][2] + 1e-9
+    assert losses["hellinger"][3] <= losses["bc"][3] + 1e-9
+    assert losses["hellinger-oracle"][2] <= losses["hellinger"][2] + 1e-9
+    assert losses["hellinger"][3] < losses["hellinger-oracle"][3]
 
 
 def test_well_specified_control_learns_to_near_zero_error():

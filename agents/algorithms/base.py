@@ -46,15 +46,17 @@ class FunctionAlgorithm(Algorithm):
 
 def _registry():
     from .bc import BC
+    from .block_hellinger import BlockHellinger
     from .dagger import DAgger
-    from .hellinger_bc import HellingerBC
+    from .hellinger_bc import HellingerBC, HellingerBCOracle
     from .ppo import PPO, PPOFromBC
     from .rho import RhoEstimator
     from .scheduled_sampling import ScheduledSampling
     from .smoothed_bc import SmoothedBC
     from .teacherless import Teacherless
 
-    return {"bc": BC, "smoothed-bc": SmoothedBC, "hellinger-bc": HellingerBC, "rho": RhoEstimator,
+    return {"bc": BC, "smoothed-bc": SmoothedBC, "hellinger-bc": HellingerBC, "hellinger-bc-oracle": HellingerBCOracle,
+            "block-hellinger": BlockHellinger, "rho": RhoEstimator,
             "dagger": DAgger, "scheduled-sampling": ScheduledSampling, "teacherless": Teacherless,
             "ppo": PPO, "ppo-from-bc": PPOFromBC}
 

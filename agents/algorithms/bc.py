@@ -7,9 +7,8 @@ answer tokens, one forward pass per batch of whole sequences.
 
 from __future__ import annotations
 
-import torch
 
-from ..loglinear_fit import minimise, visit_counts
+from ..loglinear_fit import fit_cross_entropy, visit_counts
 from ..policies.loglinear import LogLinearPolicy
 from ..training import (DEFAULT_POLICY, answer_cross_entropy, build_policy, check_policy_spec, check_training_args,
                         finish_log, new_log, seed_everything, train)
@@ -60,14 +59,8 @@ class BC(Algorithm):
                 f"{self.name}: {', '.join(named)} apply to neural policies; {task.name!r} has a log-linear class, which "
                 "BC fits by L-BFGS: give policy='linear'|'mlp'|'transformer' (CLI: --policy) to train a neural policy"
             )
-        counts = visit_counts(fm, demos.contexts, demos.sequences)
-        n = len(demos)
-
-        def loss(log_table):
-            return -(counts_t * log_table).sum() / n
-
-        counts_t = torch.as_tensor(counts)
-        theta, value = minimise(fm, loss, max_iter=self.max_iter)
+        counts = visit_counts(fm, demos.contexts, demos.sequences)  # N[c, s, a]
+        theta, value = fit_cross_entropy(fm, counts, len(demos), max_iter=self.max_iter)  # -sum N log pi / n
         self.log = {"loss": value, "theta": theta.tolist()}
         return LogLinearPolicy(task, theta, fm)
 

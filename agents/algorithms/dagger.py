@@ -27,6 +27,8 @@ from torch.nn import functional as F
 
 from ar_envs.core import check_choice, check_float, check_int
 
+from ..loglinear_fit import fit_cross_entropy, state_label_sums, visit_counts
+from ..policies.loglinear import LogLinearPolicy
 from ..training import (DEFAULT_POLICY, ExpertOracle, build_policy, check_policy_spec, check_training_args, finish_log,
                         mix_actions, mixture_rollout, new_log, one_hot, seed_everything, train)
 from .base import Algorithm
@@ -91,6 +93,11 @@ class DAgger(Algorithm):
     of demonstrations. ``policy`` / ``policy_args`` / ``lr`` / ``batch_size`` as for BC.
     After ``fit``, ``self.dataset`` holds the aggregate (``contexts``, ``sequences``,
     ``labels``, ``round`` of each row).
+
+    On a task with a log-linear class and no ``policy`` given, DAgger runs on that class (so its
+    C(H) is exact, side by side with BC's): the same roll-ins and labels, and each round refits
+    the cross-entropy against all labels so far by L-BFGS on weighted visit counts
+    (``epochs`` / ``lr`` / ``batch_size`` then do not apply).
     """
 
     name = "dagger"
@@ -109,6 +116,8 @@ class DAgger(Algorithm):
         self.epochs, self.lr, self.batch_size = check_training_args(epochs, lr, batch_size)
 
     def fit(self, task, demos, seed: int = 0):
+        if self.policy is None and task.feature_map() is not None:
+            return self._fit_loglinear(task, demos, seed)
         rng = seed_everything(seed)
         policy = build_policy(self.policy or DEFAULT_POLICY, task, self.policy_args, seed=seed)
         self.log = new_log(policy)
@@ -128,6 +137,32 @@ class DAgger(Algorithm):
         finish_log(self.log, rollouts_per_round=m, beta_schedule=self.beta_schedule, epochs=self.epochs, lr=self.lr,
                    batch_size=self.batch_size)
         return policy
+
+    def _fit_loglinear(self, task, demos, seed):
+        """DAgger on the task's log-linear class: the same roll-in, labels and aggregation; each
+        round refits the cross-entropy against the aggregate's labels exactly (L-BFGS on the
+        weighted sufficient statistics ``W[c, s, a]``, warm start), instead of Adam epochs."""
+        fm = task.feature_map()
+        rng = np.random.default_rng(check_int("seed", seed, 0))
+        oracle = ExpertOracle(task)
+        m = self.rollouts or len(demos)
+        W = visit_counts(fm, demos.contexts, demos.sequences)  # round 0: demonstrated tokens, one-hot labels
+        rows = len(demos)
+        theta, loss = fit_cross_entropy(fm, W, rows)
+        self.log = {"policy_class": "log-linear", "rounds": [{"round": 0, "beta": self.beta(0), "rows": rows,
+                                                               "expert_queries": 0, "loss": loss}]}
+        for r in range(1, self.rounds + 1):
+            policy = LogLinearPolicy(task, theta, fm)
+            contexts = task.sample_contexts(m, rng)
+            sequences, labels = mixture_rollout(policy, oracle, contexts, self.beta(r), rng)
+            W = W + state_label_sums(fm, contexts, sequences, labels)  # aggregate
+            rows += m
+            theta, loss = fit_cross_entropy(fm, W, rows, theta0=theta)
+            self.log["rounds"].append({"round": r, "beta": self.beta(r), "rows": rows,
+                                       "expert_queries": oracle.queries, "loss": loss})
+        self.log.update(expert_queries=oracle.queries, rollouts_per_round=m, beta_schedule=self.beta_schedule,
+                        loss=loss, theta=theta.tolist())
+        return LogLinearPolicy(task, theta, fm)
 
 
 def dagger_with_env(env, expert_policy=None, policy=DEFAULT_POLICY, *, policy_args: dict | None = None,

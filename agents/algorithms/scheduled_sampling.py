@@ -30,10 +30,12 @@ import math
 
 import numpy as np
 
-from ar_envs.core import check_choice, check_float, sample_categorical
+from ar_envs.core import check_choice, check_float, check_int, sample_categorical
 
+from ..loglinear_fit import fit_cross_entropy, state_label_sums
+from ..policies.loglinear import LogLinearPolicy
 from ..training import (DEFAULT_POLICY, answer_cross_entropy, build_policy, check_policy_spec, check_training_args,
-                        finish_log, new_log, seed_everything, train)
+                        finish_log, new_log, one_hot, seed_everything, train)
 from .base import Algorithm
 
 SCHEDULES = ("linear", "inverse-sigmoid")
@@ -60,7 +62,9 @@ class ScheduledSampling(Algorithm):
     Bengio et al. (2015). ``schedule`` ``"inverse-sigmoid"`` (default; ``eps_i = k / (k +
     exp(i / k))``, ``k`` default 5) or ``"linear"`` (``eps_i = max(min_teacher_prob, 1 - slope
     i)``) over epochs ``i``; see the module docstring. ``policy`` / ``policy_args`` / ``epochs``
-    (20) / ``lr`` / ``batch_size`` as for BC.
+    (20) / ``lr`` / ``batch_size`` as for BC. On a task with a log-linear class and no ``policy``
+    given, it runs on that class (exact C(H)): each epoch's mixed inputs are refitted exactly
+    (``lr`` / ``batch_size`` then do not apply).
     """
 
     name = "scheduled-sampling"
@@ -86,6 +90,8 @@ class ScheduledSampling(Algorithm):
         return self.k / (self.k + math.exp(epoch / self.k))
 
     def fit(self, task, demos, seed: int = 0):
+        if self.policy is None and task.feature_map() is not None:
+            return self._fit_loglinear(task, demos, seed)
         rng = seed_everything(seed)
         policy = build_policy(self.policy or DEFAULT_POLICY, task, self.policy_args, seed=seed)
         self.log = new_log(policy)
@@ -101,3 +107,24 @@ class ScheduledSampling(Algorithm):
         finish_log(self.log, schedule=self.schedule, teacher_prob=[self.teacher_prob(i) for i in range(self.epochs)],
                    epochs=self.epochs, lr=self.lr, batch_size=self.batch_size)
         return policy
+
+    def _fit_loglinear(self, task, demos, seed):
+        """Scheduled sampling on the task's log-linear class: in epoch ``i`` the inputs are mixed
+        as above with the current member, and the log loss of the demonstrated targets given the
+        mixed prefixes' class states is minimised exactly (L-BFGS on the counts
+        ``N[c, s(mixed prefix), demonstrated token]``, warm start from the previous epoch)."""
+        fm = task.feature_map()
+        rng = np.random.default_rng(check_int("seed", seed, 0))
+        theta, losses = None, []
+        for epoch in range(self.epochs):
+            inputs = demos.sequences
+            if theta is not None:
+                inputs = mix_own_tokens(LogLinearPolicy(task, theta, fm), demos.contexts, demos.sequences,
+                                        1.0 - self.teacher_prob(epoch), rng)
+            # the demonstrated targets, counted at the class states of the mixed prefixes
+            W = state_label_sums(fm, demos.contexts, inputs, one_hot(demos.sequences, task.vocab_size))
+            theta, loss = fit_cross_entropy(fm, W, len(demos), theta0=theta)
+            losses.append(loss)
+        self.log = {"policy_class": "log-linear", "loss_curve": losses, "loss": losses[-1], "theta": theta.tolist(),
+                    "schedule": self.schedule, "teacher_prob": [self.teacher_prob(i) for i in range(self.epochs)]}
+        return LogLinearPolicy(task, theta, fm)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..loglinear_fit import minimise, visit_counts
+from ..loglinear_fit import default_starts, minimise_from, visit_counts
 from ..policies.loglinear import LogLinearPolicy
 from .base import Algorithm
 from .bc import BC
@@ -41,7 +41,8 @@ class SmoothedBC(Algorithm):
             mixed = torch.logaddexp(log_table + torch.log1p(torch.tensor(-gamma)), torch.log(torch.tensor(gamma / V)))
             return -(counts * mixed).sum() / n
 
-        start = BC(self.max_iter).fit(task, demos, seed).theta  # warm start at the MLE
-        theta, value = minimise(fm, loss, theta0=start, max_iter=self.max_iter)
+        # non-convex (it can give up a token log loss must cover): from the MLE, zero and lattice points
+        bc_theta = BC(self.max_iter).fit(task, demos, seed).theta
+        theta, value, _ = minimise_from(fm, loss, default_starts(fm, [bc_theta], seed=seed), max_iter=self.max_iter)
         self.log = {"loss": value, "gamma": gamma, "theta": theta.tolist()}
         return LogLinearPolicy(task, theta, fm)

@@ -9,6 +9,7 @@ from .path_star import PathStar
 from .multiplication import Multiplication
 from .parity import Parity
 from .hmm import HMMLanguage
+from .rare_token import RareToken
 from .two_branch import TwoBranch, TwoBranchLinear
 
 TASKS: dict[str, type[Task]] = {
@@ -20,6 +21,7 @@ TASKS: dict[str, type[Task]] = {
     "multiplication": Multiplication,
     "parity": Parity,
     "hmm": HMMLanguage,
+    "rare-token": RareToken,
 }
 
 
@@ -39,4 +41,4 @@ def make_task(name: str, **kwargs) -> Task:
     return get_task_class(name)(**kwargs)
 
 
-__all__ = ["TASKS", "get_task_class", "make_task", "TwoBranch", "TwoBranchLinear", "MixtureTeacher", "LinearAR", "PathStar", "Multiplication", "Parity", "HMMLanguage"]
+__all__ = ["TASKS", "get_task_class", "make_task", "TwoBranch", "TwoBranchLinear", "MixtureTeacher", "LinearAR", "PathStar", "Multiplication", "Parity", "HMMLanguage", "RareToken"]
