@@ -221,9 +221,13 @@ def mixture_rollout(policy, oracle: ExpertOracle, contexts, beta: float, rng: np
     n, H, V = len(contexts), oracle.task.horizon, oracle.task.vocab_size
     seq = np.zeros((n, H), dtype=np.int64)
     labels = np.empty((n, H, V))
+    stepper = policy.stepper(contexts) if callable(getattr(policy, "stepper", None)) else None  # O(1) per step
     for h in range(H):
         labels[:, h] = oracle.probs(contexts, seq[:, :h])
-        seq[:, h] = mix_actions(labels[:, h], policy.next_token_probs(contexts, seq[:, :h]), beta, rng)
+        own = stepper.probs() if stepper is not None else policy.next_token_probs(contexts, seq[:, :h])
+        seq[:, h] = mix_actions(labels[:, h], own, beta, rng)
+        if stepper is not None:
+            stepper.advance(seq[:, h])
     return seq, labels
 
 

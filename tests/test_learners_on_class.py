@@ -203,3 +203,49 @@ def test_approx_factor_flag_only_beyond_the_interval():
     tight = Estimate(0.09, False, "monte-carlo", (0.085, 0.095))
     assert approx_factor_flag(0.9, [0.85, 0.95], tight, exact)
     assert approx_factor_flag(None, None, tight, exact) is None
+
+
+# ------------------------------------------------------------------ the linear-ar two-branch preset
+
+
+def test_linear_ar_two_branch_preset_exact_metrics_and_errors():
+    task = LinearAR(horizon=6, preset="two-branch", eps=0.05)
+    pol = LogLinearPolicy(task, [-1.0, -2.0, 3.0])
+    ours, brute = sequence_metrics(task, pol), enumerate_metrics(task, pol)
+    for m in ("hellinger2", "kl", "regret", "tv"):
+        assert ours[m].value == pytest.approx(brute[m], rel=1e-9, abs=1e-14), m
+    assert LinearAR(**task.task_args()).task_args() == task.task_args()
+    # the expert's own sequences: 0 forever, or a coin between 1 and 2 after a first 1 or 2
+    _, seq = task.sample_expert(500, 0)
+    common = seq[:, 0] == 0
+    assert np.all(seq[common] == 0) and np.all(seq[~common] > 0) and 5 < (~common).sum() < 60
+    with pytest.raises(ValueError, match="fixes vocab_size"):
+        LinearAR(preset="two-branch", vocab_size=4)
+    with pytest.raises(ValueError, match="eps applies only"):
+        LinearAR(eps=0.1)
+    with pytest.raises(ValueError, match="preset"):
+        LinearAR(preset="nope")
+
+
+@pytest.mark.slow
+def test_linear_ar_two_branch_preset_shows_growth():
+    C = {"bc": [], "rho": []}
+    for H in (20, 100, 500):
+        task = LinearAR(horizon=H, preset="two-branch")
+        best = best_in_class(task)["hellinger2"]
+        assert best < 0.011  # far below saturation (2) at every H
+        demos = generate(task, 1000, seed=0)
+        for name in C:
+            C[name].append(sequence_metrics(task, get_algorithm(name).fit(task, demos, 0))["hellinger2"].value / best)
+    assert C["bc"][2] > 3 * C["bc"][0] and C["bc"][2] > 50, C
+    assert max(C["rho"]) < 15, C
+
+
+def test_class_state_stepper_matches_next_token_probs():
+    task = LinearAR(horizon=7, vocab_size=3, num_contexts=3)
+    pol = LogLinearPolicy(task, np.random.default_rng(0).normal(size=3))
+    ctx, seq = task.sample_expert(40, 5)
+    stepper = pol.stepper(ctx)
+    for h in range(7):
+        assert np.allclose(stepper.probs(), pol.next_token_probs(ctx, seq[:, :h]))
+        stepper.advance(seq[:, h])

@@ -205,8 +205,11 @@ def test_console_script_demo_runs_small(tmp_path):
     res = subprocess.run([exe, "demo", "--seeds", "1", "--samples", "200", "--quiet", "--out", str(tmp_path / "d.jsonl"),
                           "--plots", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
-    assert "500 |" in res.stdout and "rho" in res.stdout
-    assert (tmp_path / "two-branch-approx_factor.png").exists()
+    assert "500 |" in res.stdout and "rho" in res.stdout and "task rare-token" in res.stdout
+    assert "block-hellinger[K=16]" in res.stdout and "dagger" in res.stdout
+    pngs = [p.name for p in tmp_path.iterdir() if p.suffix == ".png"]
+    assert any("two-branch" in p and "approx_factor" in p for p in pngs), pngs
+    assert any("rare-token" in p and "approx_factor" in p for p in pngs), pngs
 
 
 def test_reasoning_task_sweep_varies_its_own_argument_and_reports_exact_match(tmp_path):

@@ -48,9 +48,13 @@ def mix_own_tokens(policy, contexts, sequences, prob: float, rng: np.random.Gene
     if prob == 0.0:
         return mixed
     n, H = mixed.shape
+    stepper = policy.stepper(contexts) if callable(getattr(policy, "stepper", None)) else None  # O(1) per step
     for h in range(H - 1):  # the last answer token is never an input
-        own = sample_categorical(policy.next_token_probs(contexts, mixed[:, :h]), rng)
+        probs = stepper.probs() if stepper is not None else policy.next_token_probs(contexts, mixed[:, :h])
+        own = sample_categorical(probs, rng)
         mixed[:, h] = np.where(rng.random(n) < prob, own, mixed[:, h])
+        if stepper is not None:
+            stepper.advance(mixed[:, h])
     return mixed
 
 

@@ -52,6 +52,11 @@ class LogLinearPolicy:
         s = self.feature_map.next_state(contexts, prefixes)
         return np.exp(self.log_table[c, s])
 
+    def stepper(self, contexts) -> "ClassStateStepper":
+        """Next-token probabilities along growing prefixes in O(1) per step (the class state is
+        carried forward instead of recomputed from the whole prefix): for roll-outs."""
+        return ClassStateStepper(self, contexts)
+
     def _rollout(self, contexts, pick) -> np.ndarray:
         contexts = np.asarray(contexts)
         n = len(contexts)
@@ -73,3 +78,19 @@ class LogLinearPolicy:
 
     def __repr__(self) -> str:
         return f"LogLinearPolicy({self.params()})"
+
+
+class ClassStateStepper:
+    """``probs()`` after the prefix so far, ``advance(tokens)`` to append one token per row."""
+
+    def __init__(self, policy: LogLinearPolicy, contexts):
+        fm = policy.feature_map
+        self.table, self.transitions = policy.state_probs, fm.transitions
+        self.c = np.asarray(fm.context_index(np.asarray(contexts)), dtype=np.int64)
+        self.s = np.full(len(self.c), fm.initial_state, dtype=np.int64)
+
+    def probs(self) -> np.ndarray:
+        return self.table[self.c, self.s]
+
+    def advance(self, tokens) -> None:
+        self.s = self.transitions[self.s, np.asarray(tokens, dtype=np.int64)]

@@ -6,7 +6,10 @@ import math
 
 import numpy as np
 
-from ..core import FeatureMap, Task, as_rng, check_float, check_int, sample_categorical
+from ..core import FeatureMap, Task, as_rng, check_choice, check_float, check_int, sample_categorical
+
+PRESETS = ("two-branch",)
+TWO_BRANCH_KAPPA = 0.3
 
 
 class LinearAR(Task):
@@ -45,10 +48,26 @@ class LinearAR(Task):
     ``num_contexts * vocab_size^H`` sequences while that is at most 2^20, by Monte Carlo with a
     95% confidence interval otherwise.
 
+    ## Preset ``two-branch``: a linear target on which next-token prediction amplifies error
+    Random Gaussian instances are stationary chains: the best member's per-step misfit compounds,
+    so its ``D_H^2`` saturates with ``H`` and no learner's C(H) can grow. ``preset="two-branch"``
+    builds the Rohatgi et al. (2025) construction in this family instead (``V = 3``, one context,
+    ``eps`` default 0.01, ``norm_bound`` B default 20; the other generator arguments are fixed):
+    the first token is ``0`` with probability ``1 - eps``, else ``1`` or ``2``; after ``0`` the
+    expert repeats ``0`` forever (the common branch); after ``1`` or ``2`` it flips fair coins
+    between ``1`` and ``2`` forever (the rare branch). The learner has three parameters
+    (``first_logit``, ``t``, ``u``) with ``||(t, u)|| <= B``: a leak from the common branch to
+    each of ``1``, ``2`` has logit ``t``; on the rare branch, token ``0`` has logit ``t`` and the
+    other rare token ``t + kappa u`` (kappa = 0.3). A fair coin on the rare branch needs
+    ``t = -kappa u``, so ``|t| <= B kappa / sqrt(1 + kappa^2)`` (about 5.7): a leak of about
+    ``2 e^-5.7 = 0.007`` per common-branch step, which log loss accepts (its ``D_H^2`` grows
+    like ``0.007 H``), while the best member gives the rare branch up (``t = -B``: ``D_H^2``
+    about ``eps`` for every ``H`` up to thousands). ``misspec`` does not apply to the preset.
+
     ## Arguments
     * ``horizon`` (H >= 1), ``vocab_size`` (V >= 2), ``num_contexts`` (>= 1),
       ``feature_dim`` (>= 1), ``misspec`` (>= 0), ``scale`` (> 0), ``norm_bound`` (> 0 or None),
-      ``seed`` (the instance).
+      ``seed`` (the instance); ``preset`` (``None`` or ``"two-branch"``, see above) with ``eps``.
 
     ## Version History
     * v0: initial release.
@@ -68,7 +87,16 @@ class LinearAR(Task):
         scale: float = 2.0,
         norm_bound: float | None = None,
         seed: int = 0,
+        preset: str | None = None,
+        eps: float | None = None,
     ):
+        self.preset = None if preset is None else check_choice("preset", preset, PRESETS)
+        if self.preset is not None:
+            self._init_two_branch(horizon, eps, norm_bound, dict(vocab_size=vocab_size, num_contexts=num_contexts,
+                                  feature_dim=feature_dim, misspec=misspec, scale=scale, seed=seed))
+            return
+        if eps is not None:
+            raise ValueError(f"eps applies only with preset='two-branch', got eps={eps!r} without a preset")
         self.horizon = check_int("horizon", horizon, 1)
         self.vocab_size = check_int("vocab_size", vocab_size, 2)
         self.num_contexts = check_int("num_contexts", num_contexts, 1)
@@ -91,7 +119,39 @@ class LinearAR(Task):
         self._greedy = self._table.argmax(axis=-1)
         self._fm = None
 
+    def _init_two_branch(self, horizon, eps, norm_bound, generator_args):
+        """The ``two-branch`` preset: the Rohatgi et al. construction as an order-1 linear target."""
+        defaults = dict(vocab_size=2, num_contexts=4, feature_dim=3, misspec=1.0, scale=2.0, seed=0)
+        changed = sorted(k for k, v in generator_args.items() if v != defaults[k])
+        if changed:
+            raise ValueError(f"preset='two-branch' fixes {', '.join(changed)}: give only horizon, eps and norm_bound")
+        self.horizon = check_int("horizon", horizon, 1)
+        self.eps = check_float("eps", 0.01 if eps is None else eps, 0.0, 1.0, low_open=True, high_open=True)
+        self.norm_bound = check_float("norm_bound", 20.0 if norm_bound is None else norm_bound, 0.0, low_open=True)
+        self.vocab_size, self.num_contexts, self.feature_dim = 3, 1, 3
+        self.context_vocab_size = 1
+        self.misspec, self.scale, self.seed = None, None, None
+        kappa = TWO_BRANCH_KAPPA
+        # states 0, 1, 2 = the previous token, 3 = the start; parameters (first step, t, u)
+        phi = np.zeros((1, 4, 3, 3))
+        phi[0, 3, 1:, 0] = 1.0  # start: the rare branch's two tokens, logit first
+        phi[0, 0, 1:, 1] = 1.0  # common branch: a leak to token 1 or 2, logit t
+        for s, other in ((1, 2), (2, 1)):  # rare branch: token 0 (logit t), the other rare token (t + kappa u)
+            phi[0, s, 0, 1] = 1.0
+            phi[0, s, other] = (0.0, 1.0, kappa)
+        self.phi, self.psi = phi, np.zeros_like(phi)
+        self.theta_star = self.w_star = None
+        table = np.zeros((1, 4, 3))
+        table[0, 3] = (1.0 - self.eps, self.eps / 2, self.eps / 2)
+        table[0, 0] = (1.0, 0.0, 0.0)
+        table[0, 1:3] = (0.0, 0.5, 0.5)
+        self._table = table
+        self._greedy = table.argmax(axis=-1)
+        self._fm = None
+
     def task_args(self) -> dict:
+        if self.preset is not None:
+            return {"horizon": self.horizon, "preset": self.preset, "eps": self.eps, "norm_bound": self.norm_bound}
         return {
             "horizon": self.horizon,
             "vocab_size": self.vocab_size,
@@ -159,6 +219,17 @@ class LinearAR(Task):
                 param_names=[f"theta{i}" for i in range(self.feature_dim)],
                 grid_ranges=[(-2.0 * self.scale, 2.0 * self.scale)] * self.feature_dim,
                 description="log-linear over the visible features phi(x, previous token, a)",
+            ) if self.preset is None else FeatureMap(
+                features=self.phi,
+                offset=np.zeros(self.phi.shape[:3]),
+                transitions=trans,
+                initial_state=V,
+                context_index=lambda ctx: np.asarray(ctx)[:, 0],
+                norm_bound=self.norm_bound,
+                bounded_dims=[1, 2],
+                param_names=["first_logit", "t", "u"],
+                grid_ranges=[(-10.0, 2.0), (-self.norm_bound, self.norm_bound), (-self.norm_bound, self.norm_bound)],
+                description="two-branch preset: leak logit t; the rare branch's coin t + kappa u; ||(t, u)|| <= B",
             )
         return self._fm
 
