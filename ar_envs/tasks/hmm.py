@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core import FeatureMap, Task, as_rng, check_float, check_int, sample_categorical
+from ..core import FeatureMap, Task, as_rng, check_float, check_int, check_memory, sample_categorical
 
 
 class HMMLanguage(Task):
@@ -98,6 +98,9 @@ class HMMLanguage(Task):
         self.concentration = check_float("concentration", concentration, 0.0, low_open=True)
         self.stickiness = check_float("stickiness", stickiness, 0.0, 1.0, high_open=True)
         S, V = self.num_states, self.vocab_size
+        check_memory(f"HMMLanguage: num_states={S}, vocab_size={V}", 8 * (3 * S * S + 2 * S * V + S),
+                     "its transition (num_states x num_states) and emission (num_states x vocab_size) matrices")
+        self.check_episode_size(f"horizon={self.horizon}, num_states={S}, vocab_size={V}")
         rng = np.random.default_rng(self.seed)
         self.initial = rng.dirichlet(np.ones(S))
         rows = rng.dirichlet(np.full(S, self.concentration), size=S)
@@ -105,7 +108,7 @@ class HMMLanguage(Task):
         self.emission = rng.dirichlet(np.full(V, self.concentration), size=S)
         for name, m in (("initial", self.initial), ("transition", self.transition), ("emission", self.emission)):
             if not np.all(np.isfinite(m)):
-                raise ValueError(f"concentration={self.concentration} is too small: the {name} draw is not finite")
+                raise ValueError(f"concentration={self.concentration} gives a non-finite {name} draw")
 
     def task_args(self) -> dict:
         return {
@@ -118,6 +121,10 @@ class HMMLanguage(Task):
         }
 
     # ------------------------------------------------------------------ checks
+    def sample_bytes(self, n: int) -> int:
+        """:meth:`Task.sample_bytes` plus the sampler's per-step transition rows ``(n, num_states)``."""
+        return super().sample_bytes(n) + 8 * n * 3 * self.num_states
+
     # ------------------------------------------------------------------ forward filtering
     def _forward(self, tokens: np.ndarray):
         """Predictive distributions before every token and after the last, ``(n, T+1, V)``, and
@@ -155,7 +162,7 @@ class HMMLanguage(Task):
 
     def sample_expert(self, n, rng=None):
         rng = as_rng(rng)
-        n = check_int("n", n, 0)
+        n = self.check_sample_size(n)
         seq = np.empty((n, self.horizon), dtype=np.int64)
         z = sample_categorical(np.broadcast_to(self.initial, (n, self.num_states)), rng)
         for h in range(self.horizon):
@@ -170,6 +177,8 @@ class HMMLanguage(Task):
         if getattr(self, "_fm", None) is None:
             V = self.vocab_size
             S = V + 1  # previous token, or the start state V
+            check_memory(f"HMMLanguage: vocab_size={V}", 8 * S * V * S * V,
+                         "the bigram class's one-hot features (vocab_size + 1, vocab_size, (vocab_size + 1) * vocab_size)")
             feats = np.zeros((1, S, V, S * V))
             for s in range(S):
                 for a in range(V):

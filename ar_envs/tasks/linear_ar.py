@@ -6,7 +6,10 @@ import math
 
 import numpy as np
 
-from ..core import FeatureMap, Task, as_rng, check_float, check_int, sample_categorical
+from ..core import MAX_LOGIT_SCALE, FeatureMap, Task, as_rng, check_float, check_int, check_memory, sample_categorical
+
+
+_SCALE_REASON = "the expert's logits, about scale * (1 + misspec), must stay far from float overflow"
 
 
 class LinearAR(Task):
@@ -47,7 +50,7 @@ class LinearAR(Task):
 
     ## Arguments
     * ``horizon`` (H >= 1), ``vocab_size`` (V >= 2), ``num_contexts`` (>= 1),
-      ``feature_dim`` (>= 1), ``misspec`` (>= 0), ``scale`` (> 0), ``norm_bound`` (> 0 or None),
+      ``feature_dim`` (>= 1), ``misspec`` (in [0, 1e6]), ``scale`` (in (0, 1e6]), ``norm_bound`` (> 0 or None),
       ``seed`` (the instance).
 
     ## Version History
@@ -74,20 +77,25 @@ class LinearAR(Task):
         self.num_contexts = check_int("num_contexts", num_contexts, 1)
         self.context_vocab_size = self.num_contexts
         self.feature_dim = check_int("feature_dim", feature_dim, 1)
-        self.misspec = check_float("misspec", misspec, 0.0)
-        self.scale = check_float("scale", scale, 0.0, low_open=True)
+        self.misspec = check_float("misspec", misspec, 0.0, MAX_LOGIT_SCALE, reason=_SCALE_REASON)
+        self.scale = check_float("scale", scale, 0.0, MAX_LOGIT_SCALE, low_open=True, reason=_SCALE_REASON)
         self.norm_bound = None if norm_bound is None else check_float("norm_bound", norm_bound, 0.0, low_open=True)
         self.seed = check_int("seed", seed, 0)
-        rng = np.random.default_rng(self.seed)
         C, S, V, d = self.num_contexts, self.vocab_size + 1, self.vocab_size, self.feature_dim
+        check_memory(f"LinearAR: num_contexts={C}, vocab_size={V}, feature_dim={d}", 8 * C * S * V * (2 * d + 4),
+                     "its feature tables phi and psi, (num_contexts, vocab_size + 1, vocab_size, feature_dim) each")
+        self.check_episode_size(f"horizon={self.horizon}, vocab_size={V}")
+        rng = np.random.default_rng(self.seed)
         self.phi = rng.standard_normal((C, S, V, d))
         self.psi = rng.standard_normal((C, S, V, d))
         self.theta_star = rng.standard_normal(d) * self.scale / math.sqrt(d)
         self.w_star = rng.standard_normal(d) * self.scale / math.sqrt(d)
         logits = self.phi @ self.theta_star + self.misspec * (self.psi @ self.w_star)
-        logits -= logits.max(axis=-1, keepdims=True)
+        logits -= logits.max(axis=-1, keepdims=True)  # a stable softmax: finite logits give finite probabilities
         p = np.exp(logits)
         self._table = p / p.sum(axis=-1, keepdims=True)  # (C, S, V), S = V + 1 (start state V)
+        if not np.all(np.isfinite(self._table)):  # not reached with scale, misspec <= MAX_LOGIT_SCALE
+            raise ValueError(f"scale={self.scale} and misspec={self.misspec} give non-finite expert logits")
         self._greedy = self._table.argmax(axis=-1)
         self._fm = None
 
@@ -121,7 +129,7 @@ class LinearAR(Task):
 
     def sample_expert(self, n, rng=None):
         rng = as_rng(rng)
-        n = check_int("n", n, 0)
+        n = self.check_sample_size(n)
         ctx = self.sample_contexts(n, rng)
         seq = np.zeros((n, self.horizon), dtype=np.int64)
         s = np.full(n, self.vocab_size)

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from ..core import DeterministicTask, as_rng, check_choice, check_int
+from ..core import DeterministicTask, as_rng, check_choice, check_int, check_memory
 
 COT_MODES = ("none", "running", "short")
 OFF_PATH_MODES = ("consistent", "reference")
@@ -119,6 +119,9 @@ class Parity(DeterministicTask):
             chunk_size = math.ceil(k / m)
         self.chunk_size = check_int("chunk_size", chunk_size, 1, k)
         self.seed = check_int("seed", seed, 0)
+        num_chunks = -(-k // self.chunk_size)
+        check_memory(f"Parity: n_bits={n}, subset_size={k}, chunk_size={self.chunk_size}", 8 * n * (num_chunks + 4),
+                     "the subset draw and the chunk masks (number of chunks x n_bits)")
         rng = np.random.default_rng(self.seed)
         self.subset = np.sort(rng.choice(n, size=k, replace=False)).astype(np.int64)
         self.mask = np.zeros(n, dtype=np.int64)
@@ -136,6 +139,7 @@ class Parity(DeterministicTask):
         self._chunk_mask = np.zeros((len(self.chunks), n), dtype=np.int64)
         for i, ch in enumerate(self.chunks):
             self._chunk_mask[i, ch] = 1
+        self.check_episode_size(f"n_bits={n}")
 
     def task_args(self) -> dict:
         return {
@@ -149,7 +153,7 @@ class Parity(DeterministicTask):
 
     # ------------------------------------------------------------------ contexts
     def sample_contexts(self, n, rng):
-        n = check_int("n", n, 0)
+        n = self.check_sample_size(n)
         return as_rng(rng).integers(0, 2, size=(n, self.n_bits)).astype(np.int64)
 
     def enumerate_contexts(self):
