@@ -126,7 +126,12 @@ MAX_LOGIT_SCALE = 1e6
 
 
 def _gib(nbytes) -> str:
-    return f"{nbytes / 2**30:.3g} GiB"
+    try:
+        return f"{nbytes / 2**30:.3g} GiB"
+    except OverflowError:  # an int beyond float's range (e.g. from a huge argument)
+        from decimal import Decimal
+
+        return f"{Decimal(nbytes) / 2**30:.3g} GiB"
 
 
 def check_memory(owner: str, nbytes: int | float, what: str) -> None:
@@ -372,7 +377,7 @@ class Task:
         """An estimate of the memory (bytes) that sampling ``n`` episodes needs: a few int64
         copies of their ``L + H`` tokens and of one step's ``V`` next-token probabilities.
         A task whose sampler or expert needs more (per-episode tables) overrides it."""
-        return 8 * n * (3 * (self.context_length + self.horizon) + 3 * self.vocab_size)
+        return 8 * n * (3 * (self.context_length + self.horizon) + 8 * self.vocab_size)
 
     def check_sample_size(self, n, name: str = "n") -> int:
         """``n`` as an int >= 0 whose ``n`` episodes fit in :func:`memory_limit`, else

@@ -69,7 +69,7 @@ class HMMLanguage(Task):
     ## Arguments
     * ``num_states`` (>= 1), ``vocab_size`` (V >= 2), ``horizon`` (H >= 1).
     * ``seed`` (>= 0): draws the HMM.
-    * ``concentration`` (> 0, default 0.5): Dirichlet parameter of the transition and
+    * ``concentration`` (in (0, 1e100], default 0.5): Dirichlet parameter of the transition and
       emission rows.
     * ``stickiness`` in [0, 1) (default 0.5): weight of "stay" in each transition row.
 
@@ -95,7 +95,8 @@ class HMMLanguage(Task):
         self.vocab_size = check_int("vocab_size", vocab_size, 2)
         self.horizon = check_int("horizon", horizon, 1)
         self.seed = check_int("seed", seed, 0)
-        self.concentration = check_float("concentration", concentration, 0.0, low_open=True)
+        self.concentration = check_float("concentration", concentration, 0.0, 1e100, low_open=True,
+                                         reason="beyond it every Dirichlet row is uniform up to rounding")
         self.stickiness = check_float("stickiness", stickiness, 0.0, 1.0, high_open=True)
         S, V = self.num_states, self.vocab_size
         check_memory(f"HMMLanguage: num_states={S}, vocab_size={V}", 8 * (3 * S * S + 2 * S * V + S),
@@ -107,7 +108,7 @@ class HMMLanguage(Task):
         self.transition = (1.0 - self.stickiness) * rows + self.stickiness * np.eye(S)
         self.emission = rng.dirichlet(np.full(V, self.concentration), size=S)
         for name, m in (("initial", self.initial), ("transition", self.transition), ("emission", self.emission)):
-            if not np.all(np.isfinite(m)):
+            if not (np.all(np.isfinite(m)) and np.allclose(m.sum(axis=-1), 1.0, rtol=0, atol=1e-9)):
                 raise ValueError(f"concentration={self.concentration} gives a non-finite {name} draw")
 
     def task_args(self) -> dict:
@@ -122,8 +123,8 @@ class HMMLanguage(Task):
 
     # ------------------------------------------------------------------ checks
     def sample_bytes(self, n: int) -> int:
-        """:meth:`Task.sample_bytes` plus the sampler's per-step transition rows ``(n, num_states)``."""
-        return super().sample_bytes(n) + 8 * n * 3 * self.num_states
+        """:meth:`Task.sample_bytes` plus the sampler's and the filter's ``(n, num_states)`` rows."""
+        return super().sample_bytes(n) + 8 * n * 6 * self.num_states
 
     # ------------------------------------------------------------------ forward filtering
     def _forward(self, tokens: np.ndarray):

@@ -120,8 +120,8 @@ class Parity(DeterministicTask):
         self.chunk_size = check_int("chunk_size", chunk_size, 1, k)
         self.seed = check_int("seed", seed, 0)
         num_chunks = -(-k // self.chunk_size)
-        check_memory(f"Parity: n_bits={n}, subset_size={k}, chunk_size={self.chunk_size}", 8 * n * (num_chunks + 4),
-                     "the subset draw and the chunk masks (number of chunks x n_bits)")
+        check_memory(f"Parity: n_bits={n}, subset_size={k}, chunk_size={self.chunk_size}", 24 * n + 128 * num_chunks,
+                     "the subset draw, its mask and the chunks")
         rng = np.random.default_rng(self.seed)
         self.subset = np.sort(rng.choice(n, size=k, replace=False)).astype(np.int64)
         self.mask = np.zeros(n, dtype=np.int64)
@@ -135,10 +135,7 @@ class Parity(DeterministicTask):
             self.horizon = n
         else:
             self.horizon = len(self.chunks) + 1
-        # chunk membership (num_chunks, n) for the short chain of thought
-        self._chunk_mask = np.zeros((len(self.chunks), n), dtype=np.int64)
-        for i, ch in enumerate(self.chunks):
-            self._chunk_mask[i, ch] = 1
+        self._chunk_starts = np.arange(0, k, c)  # where each chunk starts in the subset
         self.check_episode_size(f"n_bits={n}")
 
     def task_args(self) -> dict:
@@ -183,7 +180,8 @@ class Parity(DeterministicTask):
             return y[:, None]
         if self.cot == "running":
             return np.cumsum(ctx * self.mask, axis=1) % 2
-        return np.concatenate([(ctx @ self._chunk_mask.T) % 2, y[:, None]], axis=1)
+        chunk_parity = np.add.reduceat(ctx[:, self.subset], self._chunk_starts, axis=1) % 2
+        return np.concatenate([chunk_parity, y[:, None]], axis=1)
 
     def expert_next_tokens(self, contexts, sequences) -> np.ndarray:
         """The expert's token at every position given the written tokens before it, ``(n, T)``."""
