@@ -458,8 +458,18 @@ class Task:
         """
         return np.ones((len(contexts), self.vocab_size), dtype=bool)
 
+    def check_step_probs_size(self, sequences) -> None:
+        """Refuse (``ValueError``) ``sequences`` ``(n, T)`` whose teacher-forced expert
+        distributions ``(n, T, V)`` float64 would not fit in :func:`memory_limit`."""
+        shape = np.shape(sequences)
+        if len(shape) == 2:
+            n, T = shape
+            check_memory(f"{type(self).__name__}: {n} sequences of {T} tokens, vocab_size={self.vocab_size}",
+                         8 * n * T * self.vocab_size, "the expert's distributions at every position (n, T, V)")
+
     def expert_step_probs(self, contexts: np.ndarray, sequences: np.ndarray) -> np.ndarray:
         """Teacher-forced expert distributions at every position, ``(n, T, V)``."""
+        self.check_step_probs_size(sequences)
         sequences = np.asarray(sequences)
         out = np.empty(sequences.shape + (self.vocab_size,), dtype=np.float64)
         for h in range(sequences.shape[1]):
@@ -575,6 +585,7 @@ class DeterministicTask(Task):
         return one_hot_probs(self.expert_next_token_planned(contexts, prefixes, plan), self.vocab_size)
 
     def expert_step_probs(self, contexts, sequences):
+        self.check_step_probs_size(sequences)
         return one_hot_probs(self.expert_next_tokens(contexts, sequences), self.vocab_size)
 
     def expert_log_prob(self, contexts, sequences):

@@ -268,3 +268,22 @@ def test_extreme_knobs_keep_expert_probs_finite(name, kwargs):
             lp = fm.log_probs(np.array(list(corner)))
             assert not np.any(np.isnan(lp)) and np.all(lp <= 0)
             np.testing.assert_allclose(np.exp(lp).sum(axis=-1), 1.0, atol=1e-12)
+
+
+def test_step_probs_and_enumeration_are_bounded(monkeypatch):
+    from ar_envs.metrics import all_sequences
+
+    monkeypatch.setenv("AR_ENVS_MAX_BYTES", "1e6")
+    for name in TASKS:
+        task = TASKS[name]()
+        ctx, seq = task.sample_expert(2, 0)
+        assert task.expert_step_probs(ctx, seq).shape == seq.shape + (task.vocab_size,)  # small: fine
+        big = np.repeat(seq, 1 + 10**6 // (8 * seq.shape[1] * task.vocab_size), axis=0)
+        big_ctx = np.repeat(ctx[:1], len(big), axis=0)
+        error = _bounded(lambda: task.expert_step_probs(big_ctx, big))
+        assert re.search(f"{len(big)} sequences of {seq.shape[1]} tokens.*AR_ENVS_MAX_BYTES", str(error)), error
+    assert all_sequences(2, 3).tolist()[-1] == [1, 1, 1]
+    with pytest.raises(ValueError, match="vocab_size=2, horizon=20 needs"):
+        all_sequences(2, 20)
+    with pytest.raises(ValueError, match="too many to enumerate"):
+        all_sequences(10**4, 10**9)

@@ -131,6 +131,8 @@ class HMMLanguage(Task):
         """Predictive distributions before every token and after the last, ``(n, T+1, V)``, and
         the log-probability of each token ``(n, T)``."""
         n, T = tokens.shape
+        check_memory(f"HMMLanguage: {n} sequences of {T} tokens, vocab_size={self.vocab_size}",
+                     8 * n * ((T + 1) * self.vocab_size + T + 4 * self.num_states), "the forward filter's predictions")
         belief = np.broadcast_to(self.initial, (n, self.num_states)).copy()
         preds = np.empty((n, T + 1, self.vocab_size))
         logp = np.empty((n, T))

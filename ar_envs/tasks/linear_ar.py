@@ -139,6 +139,7 @@ class LinearAR(Task):
         return ctx, seq
 
     def expert_step_probs(self, contexts, sequences):
+        self.check_step_probs_size(sequences)
         seq = np.asarray(sequences, dtype=np.int64)
         states = np.concatenate([np.full((len(seq), 1), self.vocab_size), seq[:, :-1]], axis=1)
         return self._table[np.asarray(contexts)[:, :1], states]
