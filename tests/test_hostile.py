@@ -50,6 +50,7 @@ VALID = {
     ("parity", "subset_size"): {"none"},
     ("parity", "chunk_size"): {"none"},
     ("parity", "seed"): {"zero", "huge_int", "huge_float"},
+    ("rare-token", "slope"): {"none"},  # None: 1 / delta (the task is on main; listed for the merge)
     ("hmm", "seed"): {"zero", "huge_int", "huge_float"},
     ("hmm", "stickiness"): {"zero"},
     ("hmm", "concentration"): {"huge_int"},  # at most 1e100
