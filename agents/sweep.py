@@ -425,8 +425,12 @@ def sweep(
     harg = task_cls.horizon_arg
     if harg in task_args:
         raise ValueError(f"give {harg} with --horizons (the values the sweep varies), not as a task argument")
-    # validate the task arguments once (bad input fails before any work)
-    task_cls(**{harg: horizons[0]}, **task_args)
+    # validate the task arguments and that each cell's samples fit in memory (bad input fails
+    # before any work)
+    for h in horizons:
+        cell_task = task_cls(**{harg: h}, **task_args)
+        cell_task.check_sample_size(n_samples, "n_samples")
+        cell_task.check_sample_size(eval_samples, "eval_samples")
 
     results = ResultsFile(out) if out is not None else None
     done = {}

@@ -17,6 +17,8 @@ on ``(context index, state_h)``, which makes fitting and exact metrics cheap.
 from __future__ import annotations
 
 import math
+import numbers
+import os
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -28,6 +30,8 @@ __all__ = [
     "check_int",
     "check_float",
     "check_probability",
+    "check_memory",
+    "memory_limit",
     "as_rng",
 ]
 
@@ -57,19 +61,28 @@ def check_float(
     high: float | None = None,
     low_open: bool = False,
     high_open: bool = False,
+    reason: str = "",
 ) -> float:
-    """Return ``value`` as a finite float in the given range, or raise ``ValueError``."""
+    """Return ``value`` as a finite float in the given range, or raise ``ValueError``.
+
+    Only real numbers are accepted (Python and numpy ints and floats): a bool, a string (even
+    ``"0.5"``), ``None`` or a container is refused rather than converted. ``reason`` (e.g.
+    "beyond it the expert's logits overflow") is added to the message of an out-of-range value.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
     try:
         out = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        out = math.nan  # e.g. an int beyond float's range: reported as out of range below
     lo_ok = low is None or (out > low if low_open else out >= low)
     hi_ok = high is None or (out < high if high_open else out <= high)
     if not math.isfinite(out) or not lo_ok or not hi_ok:
         lb = "" if low is None else ("(" if low_open else "[") + f"{low}"
         hb = "" if high is None else f"{high}" + (")" if high_open else "]")
         rng = f" in {lb or '(-inf'}, {hb or 'inf)'}"
-        raise ValueError(f"{name} must be a finite number{rng}, got {value!r}")
+        why = f" ({reason})" if reason else ""
+        raise ValueError(f"{name} must be a finite number{rng}{why}, got {value!r}")
     return out
 
 
@@ -85,6 +98,56 @@ def check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{name} must be True or False, got {value!r}")
     return bool(value)
+
+
+MAX_BYTES_VAR = "AR_ENVS_MAX_BYTES"
+DEFAULT_MAX_BYTES = 4 * 2**30
+
+
+def memory_limit() -> int:
+    """The most memory (bytes) one task, environment or sample may need: ``AR_ENVS_MAX_BYTES``
+    from the environment if set (a positive number of bytes, e.g. ``16e9``), else 4 GiB."""
+    raw = os.environ.get(MAX_BYTES_VAR, "").strip()
+    if not raw:
+        return DEFAULT_MAX_BYTES
+    try:
+        limit = float(raw)
+    except ValueError:
+        limit = math.nan
+    if not (math.isfinite(limit) and limit >= 1):
+        raise ValueError(f"{MAX_BYTES_VAR} must be a positive number of bytes (e.g. 16e9), got {raw!r}")
+    return int(limit)
+
+
+# the largest logit scale a task knob may set (LinearAR's scale and misspec, TwoBranchLinear's
+# norm_bound and kappa): logits up to about 1e12 stay far from float overflow, so every softmax
+# is finite and normalised; beyond 1e6 the probabilities are 0 and 1 up to rounding anyway
+MAX_LOGIT_SCALE = 1e6
+
+
+def _gib(nbytes) -> str:
+    try:
+        return f"{nbytes / 2**30:.3g} GiB"
+    except OverflowError:  # an int beyond float's range (e.g. from a huge argument)
+        from decimal import Decimal
+
+        return f"{Decimal(nbytes) / 2**30:.3g} GiB"
+
+
+def check_memory(owner: str, nbytes: int | float, what: str) -> None:
+    """Refuse up front (``ValueError``) a size whose arrays would need more than
+    :func:`memory_limit` bytes, instead of failing inside numpy with a bare ``MemoryError``.
+
+    ``owner`` names the object and the arguments that set the size (``"LinearAR: vocab_size=10000"``);
+    ``nbytes`` is an estimate of the memory the largest arrays need (a Python number, computed
+    without allocating); ``what`` says which arrays. The message reads
+    ``"LinearAR: vocab_size=10000 needs ~14.9 GiB for its feature tables (limit 4 GiB; set
+    AR_ENVS_MAX_BYTES to raise it)"``.
+    """
+    limit = memory_limit()
+    if nbytes > limit:
+        raise ValueError(f"{owner} needs ~{_gib(nbytes)} for {what} (limit {_gib(limit)}; "
+                         f"set {MAX_BYTES_VAR} to raise it)")
 
 
 def one_hot_probs(tokens, vocab_size: int) -> np.ndarray:
@@ -310,10 +373,30 @@ class Task:
     def context_token_names(self) -> list[str]:
         return [str(i) for i in range(self.context_vocab_size)]
 
+    def sample_bytes(self, n: int) -> int:
+        """An estimate of the memory (bytes) that sampling ``n`` episodes needs: a few int64
+        copies of their ``L + H`` tokens and of one step's ``V`` next-token probabilities.
+        A task whose sampler or expert needs more (per-episode tables) overrides it."""
+        return 8 * n * (3 * (self.context_length + self.horizon) + 8 * self.vocab_size)
+
+    def check_sample_size(self, n, name: str = "n") -> int:
+        """``n`` as an int >= 0 whose ``n`` episodes fit in :func:`memory_limit`, else
+        ``ValueError`` naming ``name`` and the estimate (:meth:`sample_bytes`)."""
+        n = check_int(name, n, 0)
+        check_memory(f"{type(self).__name__}: {name}={n}", self.sample_bytes(n),
+                     f"{n} episodes of {self.context_length} + {self.horizon} tokens ({self.describe()})")
+        return n
+
+    def check_episode_size(self, args: str) -> None:
+        """At construction: refuse (``ValueError`` naming ``args``, the arguments that set the
+        sizes, e.g. ``"horizon=10**9"``) a task one episode of which would not fit in memory."""
+        check_memory(f"{type(self).__name__}: {args}", self.sample_bytes(1),
+                     f"one episode of {self.context_length} + {self.horizon} tokens")
+
     def sample_expert(self, n: int, rng: np.random.Generator | int | None = None):
         """``(contexts (n, L), sequences (n, H))`` sampled from the expert."""
         rng = as_rng(rng)
-        n = check_int("n", n, 0)
+        n = self.check_sample_size(n)
         contexts = self.sample_contexts(n, rng)
         seq = np.zeros((n, self.horizon), dtype=np.int64)
         for h in range(self.horizon):
@@ -375,8 +458,18 @@ class Task:
         """
         return np.ones((len(contexts), self.vocab_size), dtype=bool)
 
+    def check_step_probs_size(self, sequences) -> None:
+        """Refuse (``ValueError``) ``sequences`` ``(n, T)`` whose teacher-forced expert
+        distributions ``(n, T, V)`` float64 would not fit in :func:`memory_limit`."""
+        shape = np.shape(sequences)
+        if len(shape) == 2:
+            n, T = shape
+            check_memory(f"{type(self).__name__}: {n} sequences of {T} tokens, vocab_size={self.vocab_size}",
+                         8 * n * T * self.vocab_size, "the expert's distributions at every position (n, T, V)")
+
     def expert_step_probs(self, contexts: np.ndarray, sequences: np.ndarray) -> np.ndarray:
         """Teacher-forced expert distributions at every position, ``(n, T, V)``."""
+        self.check_step_probs_size(sequences)
         sequences = np.asarray(sequences)
         out = np.empty(sequences.shape + (self.vocab_size,), dtype=np.float64)
         for h in range(sequences.shape[1]):
@@ -492,6 +585,7 @@ class DeterministicTask(Task):
         return one_hot_probs(self.expert_next_token_planned(contexts, prefixes, plan), self.vocab_size)
 
     def expert_step_probs(self, contexts, sequences):
+        self.check_step_probs_size(sequences)
         return one_hot_probs(self.expert_next_tokens(contexts, sequences), self.vocab_size)
 
     def expert_log_prob(self, contexts, sequences):
@@ -500,7 +594,7 @@ class DeterministicTask(Task):
         return np.where(ok, 0.0, -np.inf)
 
     def sample_expert(self, n, rng=None):
-        contexts = self.sample_contexts(check_int("n", n, 0), as_rng(rng))
+        contexts = self.sample_contexts(self.check_sample_size(n), as_rng(rng))
         return contexts, self.reference(contexts)
 
 

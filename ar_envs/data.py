@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .core import Task, as_rng, check_int
+from .core import Task, as_rng, check_int, check_memory
 from .env import token_dtype
 from .fileio import atomic_path
 
@@ -59,6 +59,10 @@ class Demonstrations:
 def generate(task: Task, n: int, seed: int | None = None, with_probs: bool = False) -> Demonstrations:
     """Sample ``n`` demonstrations from ``task``'s expert (same seed, same arrays)."""
     n = check_int("n", n, 1)
+    task.check_sample_size(n)
+    if with_probs:
+        check_memory(f"{type(task).__name__}: n={n}, with_probs=True", 8 * n * task.horizon * task.vocab_size,
+                     f"the expert's distributions, (n, H, V) = ({n}, {task.horizon}, {task.vocab_size}) float64")
     ctx, seq = task.sample_expert(n, as_rng(seed))
     probs = task.expert_step_probs(ctx, seq) if with_probs else None
     return Demonstrations(ctx, seq, probs, task.name, task.task_args(), seed)

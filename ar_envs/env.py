@@ -36,7 +36,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from .core import DeterministicTask, Task, check_bool, check_int, one_hot_probs, sample_categorical
+from .core import DeterministicTask, Task, check_bool, check_int, check_memory, one_hot_probs, sample_categorical
 
 
 def token_dtype(task: Task) -> np.dtype:
@@ -52,6 +52,20 @@ def token_dtype(task: Task) -> np.dtype:
         if width <= np.iinfo(dtype).max:
             return np.dtype(dtype)
     return np.dtype(np.int64)
+
+
+def check_env_memory(owner: str, task: Task, num_envs: int, expert_probs: bool) -> None:
+    """Refuse (``ValueError`` naming ``owner``'s arguments and the task) ``num_envs`` copies of
+    ``task`` whose buffers would not fit in :func:`~ar_envs.core.memory_limit`: the
+    observation spaces (``nvec`` of ``L + H`` entries, batched), the observation buffer and
+    the copy each step returns, sampling the episodes (:meth:`~ar_envs.core.Task.sample_bytes`)
+    and, with ``expert_probs``, the ``(num_envs, V)`` distributions."""
+    L, H, V = task.context_length, task.horizon, task.vocab_size
+    nbytes = 8 * 3 * (L + H) + num_envs * (L + H) * (4 * token_dtype(task).itemsize + 8) + task.sample_bytes(num_envs)
+    if expert_probs:
+        nbytes += 8 * 2 * num_envs * V
+    check_memory(f"{owner} of {task.describe()}", nbytes,
+                 f"the observations and expert work of {num_envs} cop{'y' if num_envs == 1 else 'ies'}")
 
 
 def observation_space(task: Task) -> spaces.MultiDiscrete:
@@ -109,6 +123,7 @@ class SequenceEnv(gym.Env):
         self.task = task
         self.render_mode = render_mode
         self.expert_probs = check_bool("expert_probs", expert_probs)
+        check_env_memory(type(self).__name__, task, 1, self.expert_probs)
         self.observation_space = observation_space(task)
         self.action_space = spaces.Discrete(task.vocab_size)
         L, H = task.context_length, task.horizon
@@ -218,6 +233,7 @@ class SequenceVectorEnv(VectorEnv):
         self.expert_probs = check_bool("expert_probs", expert_probs)
         self.num_envs = check_int("num_envs", num_envs, 1)
         self.max_episode_steps = None if max_episode_steps is None else check_int("max_episode_steps", max_episode_steps, 1)
+        check_env_memory(f"{type(self).__name__}: num_envs={self.num_envs}", task, self.num_envs, self.expert_probs)
         self.render_mode = render_mode
         self.single_observation_space = observation_space(task)
         self.single_action_space = spaces.Discrete(task.vocab_size)

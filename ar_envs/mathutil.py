@@ -50,8 +50,12 @@ def shuffle_rows(rng: np.random.Generator, values: np.ndarray, bits: int) -> np.
     A row is sorted by the keys ``(random bits << bits) | value``: a plain unsigned-integer sort
     that carries the values along in the low bits (no arg-sort, no gather). A row in which two
     random parts tie is drawn again: given distinct i.i.d. random parts every order is equally
-    likely, so the orders are exactly uniform. At least 20 random bits remain, so ties are rare
-    (about ``m^2 / 2^21`` of the rows at 20 bits).
+    likely, so the orders are exactly uniform. The redraws are bounded: after
+    :data:`MAX_REDRAWS` rounds the rows still tied are shuffled by ``rng.permuted`` (Fisher-Yates,
+    exactly uniform), and when the random part is too short for its row (more than
+    :data:`MAX_TIED_PAIRS` expected tied pairs per row, e.g. thousands of keys of 20 random
+    bits) every row is shuffled that way from the start. Each row's order is uniform given
+    whichever way drew it, so the orders stay exactly uniform and nothing loops unboundedly.
     """
     values = np.asarray(values)
     if values.ndim != 2:
@@ -73,6 +77,10 @@ def _key_dtype(bits: int):
     return dtype, dtype((1 << bits) - 1)
 
 
+MAX_REDRAWS = 8  # rounds of redrawing tied rows before the still-tied rows are shuffled directly
+MAX_TIED_PAIRS = 2.0**-6  # expected tied pairs per row above which the packed sort is not used
+
+
 def _shuffle(rng: np.random.Generator, values: np.ndarray, low) -> np.ndarray:
     """:func:`shuffle_rows` on checked ``values`` of the key dtype; ``low`` = the value mask."""
     n, m = values.shape
@@ -80,6 +88,10 @@ def _shuffle(rng: np.random.Generator, values: np.ndarray, low) -> np.ndarray:
     width = dtype.itemsize * 8
     if n == 0 or m == 0:
         return values.copy()
+    random_bits = width - int(low).bit_length()
+    if m * (m - 1) / 2 > MAX_TIED_PAIRS * 2.0**random_bits:
+        # too few random bits for this many keys: most rows would tie in every round
+        return rng.permuted(values, axis=1)
 
     def keys(rows) -> np.ndarray:
         count = (len(rows) if rows is not None else n) * m
@@ -92,20 +104,33 @@ def _shuffle(rng: np.random.Generator, values: np.ndarray, low) -> np.ndarray:
         return out
 
     out = keys(None)
-    while m > 1:
-        # a tie leaves two adjacent keys (after the sort) whose XOR fits in the value bits: one
-        # pass over the flat array finds them (pairs that straddle two rows are skipped)
-        flat = out.reshape(-1)
-        near = flat[1:] ^ flat[:-1]
-        if near.min() > low:
-            break
-        pos = np.flatnonzero(near <= low)
-        tied = np.unique(pos[pos % m != m - 1] // m)
+    for _ in range(MAX_REDRAWS):
+        tied = _tied_rows(out, low)
         if len(tied) == 0:
             break
         out[tied] = keys(tied)
+    else:
+        tied = _tied_rows(out, low)
+        if len(tied):  # still tied after MAX_REDRAWS rounds: an exact shuffle of those rows
+            out[tied] = rng.permuted(values[tied], axis=1)
     out &= low
     return out
+
+
+def _tied_rows(out: np.ndarray, low) -> np.ndarray:
+    """The rows of the sorted keys ``out`` ``(n, m)`` in which two random parts are equal.
+
+    A tie leaves two adjacent keys (after the sort) whose XOR fits in the value bits: one pass
+    over the flat array finds them (pairs that straddle two rows are skipped)."""
+    m = out.shape[1]
+    if m < 2:
+        return np.zeros(0, dtype=np.int64)
+    flat = out.reshape(-1)
+    near = flat[1:] ^ flat[:-1]
+    if near.min() > low:
+        return np.zeros(0, dtype=np.int64)
+    pos = np.flatnonzero(near <= low)
+    return np.unique(pos[pos % m != m - 1] // m)
 
 
 def random_orders(rng: np.random.Generator, n: int, m: int, k: int | None = None) -> np.ndarray:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .core import FeatureMap, Task, as_rng, check_int
+from .core import FeatureMap, Task, as_rng, check_int, check_memory
 
 METRICS = ("hellinger2", "tv", "kl", "regret")
 ENUMERATE_LIMIT = 2**20
@@ -109,6 +109,10 @@ def markov_state_reward(fm: FeatureMap, law: np.ndarray, token_reward: np.ndarra
 
 def all_sequences(vocab_size: int, horizon: int) -> np.ndarray:
     """Every sequence in lexicographic order, ``(V^H, H)``."""
+    if horizon * math.log(vocab_size) > 64 * math.log(2):
+        raise ValueError(f"vocab_size^horizon = {vocab_size}^{horizon} sequences are too many to enumerate")
+    check_memory(f"all_sequences: vocab_size={vocab_size}, horizon={horizon}", 8 * vocab_size**horizon * (horizon + 2),
+                 f"every one of the {vocab_size}^{horizon} sequences")
     idx = np.arange(vocab_size**horizon, dtype=np.int64)
     powers = vocab_size ** np.arange(horizon - 1, -1, -1, dtype=np.int64)
     return (idx[:, None] // powers) % vocab_size

@@ -413,3 +413,16 @@ def test_default_planned_sampler_writes_into_out():
     big = PathStar(num_nodes=300)  # tokens up to 303 do not fit in int8: refused, not wrapped around
     with pytest.raises(ValueError, match="holds context tokens up to 303"):
         big.sample_contexts_planned(2, np.random.default_rng(0), out=np.zeros((2, big.context_length), dtype=np.int8))
+
+
+@pytest.mark.parametrize("kwargs", [dict(degree=2, path_length=4097, num_nodes=2**22),
+                                    dict(degree=2**21, path_length=2, num_nodes=2**22)])
+def test_largest_graphs_sample_without_hanging(kwargs):
+    # 8,192 and 2^21 edges of 44 bits each: the edge shuffle used to redraw tied rows forever
+    import time
+
+    task = PathStar(**kwargs)
+    t0 = time.perf_counter()
+    ctx, ans = task.sample_expert(1, np.random.default_rng(0))
+    assert time.perf_counter() - t0 < 20
+    assert np.array_equal(task.reference(ctx), ans)  # a valid path-star prompt and its answer

@@ -111,3 +111,50 @@ def test_bad_input_is_named():
         shuffle_rows(rng, np.array([[-1, 2]]), 3)
     with pytest.raises(ValueError, match="values must be integers"):
         shuffle_rows(rng, np.array([[0.5, 2.0]]), 3)
+
+
+class _AlwaysTies:
+    """A generator stand-in whose raw draws are all zeros (every key of every row ties in every
+    round); ``permuted`` is a real generator's. The redraws must stop after MAX_REDRAWS rounds."""
+
+    def __init__(self, seed):
+        self.real = np.random.default_rng(seed)
+        self.raw_calls = 0
+        outer = self
+
+        class _Bits:
+            def random_raw(self, size):
+                outer.raw_calls += 1
+                return np.zeros(size, dtype=np.uint64)
+
+        self.bit_generator = _Bits()
+
+    def permuted(self, x, axis):
+        return self.real.permuted(x, axis=axis)
+
+
+def test_redraws_are_bounded_and_the_fallback_is_uniform():
+    from ar_envs.mathutil import MAX_REDRAWS
+
+    fake = _AlwaysTies(0)
+    rows = random_orders(fake, 24 * 200, 4)  # every row still tied after the last redraw
+    assert fake.raw_calls == 1 + MAX_REDRAWS
+    assert rows.dtype == np.uint32
+    stat, counts = _uniform_stat(rows, list(itertools.permutations(range(4))))
+    assert counts.min() > 0 and stat < _chi2_quantile(23), (stat, counts)
+
+
+def test_too_few_random_bits_use_an_exact_shuffle():
+    # 44-bit values leave 20 random bits: 2000 keys a row would tie in almost every round (the
+    # old redraw loop never ended). Every value is kept and each position is equally likely.
+    m, n = 2000, 600
+    values = (np.arange(m, dtype=np.uint64) << 22) | 7  # wide values, all distinct
+    out = shuffle_rows(np.random.default_rng(4), np.broadcast_to(values, (n, m)), 44)
+    assert out.dtype == np.uint64 and np.array_equal(np.sort(out, axis=1), np.broadcast_to(values, (n, m)))
+    where = np.argmax(out == values[0], axis=1) * 20 // m  # the first value's position, in 20 bins
+    counts = np.bincount(where, minlength=20)
+    expected = n / 20
+    assert ((counts - expected) ** 2 / expected).sum() < _chi2_quantile(19), counts
+    # the same generator state gives the same orders
+    again = shuffle_rows(np.random.default_rng(4), np.broadcast_to(values, (n, m)), 44)
+    assert np.array_equal(out, again)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core import FeatureMap, Task, as_rng, check_float, check_int, sample_categorical
+from ..core import FeatureMap, Task, as_rng, check_float, check_int, check_memory, sample_categorical
 
 
 class HMMLanguage(Task):
@@ -69,7 +69,7 @@ class HMMLanguage(Task):
     ## Arguments
     * ``num_states`` (>= 1), ``vocab_size`` (V >= 2), ``horizon`` (H >= 1).
     * ``seed`` (>= 0): draws the HMM.
-    * ``concentration`` (> 0, default 0.5): Dirichlet parameter of the transition and
+    * ``concentration`` (in (0, 1e100], default 0.5): Dirichlet parameter of the transition and
       emission rows.
     * ``stickiness`` in [0, 1) (default 0.5): weight of "stay" in each transition row.
 
@@ -95,17 +95,21 @@ class HMMLanguage(Task):
         self.vocab_size = check_int("vocab_size", vocab_size, 2)
         self.horizon = check_int("horizon", horizon, 1)
         self.seed = check_int("seed", seed, 0)
-        self.concentration = check_float("concentration", concentration, 0.0, low_open=True)
+        self.concentration = check_float("concentration", concentration, 0.0, 1e100, low_open=True,
+                                         reason="beyond it every Dirichlet row is uniform up to rounding")
         self.stickiness = check_float("stickiness", stickiness, 0.0, 1.0, high_open=True)
         S, V = self.num_states, self.vocab_size
+        check_memory(f"HMMLanguage: num_states={S}, vocab_size={V}", 8 * (3 * S * S + 2 * S * V + S),
+                     "its transition (num_states x num_states) and emission (num_states x vocab_size) matrices")
+        self.check_episode_size(f"horizon={self.horizon}, num_states={S}, vocab_size={V}")
         rng = np.random.default_rng(self.seed)
         self.initial = rng.dirichlet(np.ones(S))
         rows = rng.dirichlet(np.full(S, self.concentration), size=S)
         self.transition = (1.0 - self.stickiness) * rows + self.stickiness * np.eye(S)
         self.emission = rng.dirichlet(np.full(V, self.concentration), size=S)
         for name, m in (("initial", self.initial), ("transition", self.transition), ("emission", self.emission)):
-            if not np.all(np.isfinite(m)):
-                raise ValueError(f"concentration={self.concentration} is too small: the {name} draw is not finite")
+            if not (np.all(np.isfinite(m)) and np.allclose(m.sum(axis=-1), 1.0, rtol=0, atol=1e-9)):
+                raise ValueError(f"concentration={self.concentration} gives a non-finite {name} draw")
 
     def task_args(self) -> dict:
         return {
@@ -118,11 +122,17 @@ class HMMLanguage(Task):
         }
 
     # ------------------------------------------------------------------ checks
+    def sample_bytes(self, n: int) -> int:
+        """:meth:`Task.sample_bytes` plus the sampler's and the filter's ``(n, num_states)`` rows."""
+        return super().sample_bytes(n) + 8 * n * 6 * self.num_states
+
     # ------------------------------------------------------------------ forward filtering
     def _forward(self, tokens: np.ndarray):
         """Predictive distributions before every token and after the last, ``(n, T+1, V)``, and
         the log-probability of each token ``(n, T)``."""
         n, T = tokens.shape
+        check_memory(f"HMMLanguage: {n} sequences of {T} tokens, vocab_size={self.vocab_size}",
+                     8 * n * ((T + 1) * self.vocab_size + T + 4 * self.num_states), "the forward filter's predictions")
         belief = np.broadcast_to(self.initial, (n, self.num_states)).copy()
         preds = np.empty((n, T + 1, self.vocab_size))
         logp = np.empty((n, T))
@@ -155,7 +165,7 @@ class HMMLanguage(Task):
 
     def sample_expert(self, n, rng=None):
         rng = as_rng(rng)
-        n = check_int("n", n, 0)
+        n = self.check_sample_size(n)
         seq = np.empty((n, self.horizon), dtype=np.int64)
         z = sample_categorical(np.broadcast_to(self.initial, (n, self.num_states)), rng)
         for h in range(self.horizon):
@@ -170,6 +180,8 @@ class HMMLanguage(Task):
         if getattr(self, "_fm", None) is None:
             V = self.vocab_size
             S = V + 1  # previous token, or the start state V
+            check_memory(f"HMMLanguage: vocab_size={V}", 8 * S * V * S * V,
+                         "the bigram class's one-hot features (vocab_size + 1, vocab_size, (vocab_size + 1) * vocab_size)")
             feats = np.zeros((1, S, V, S * V))
             for s in range(S):
                 for a in range(V):

@@ -6,10 +6,12 @@ import math
 
 import numpy as np
 
-from ..core import FeatureMap, Task, as_rng, check_choice, check_float, check_int, sample_categorical
+from ..core import (MAX_LOGIT_SCALE, FeatureMap, Task, as_rng, check_choice, check_float, check_int, check_memory,
+                    sample_categorical)
 
 PRESETS = ("two-branch",)
 TWO_BRANCH_KAPPA = 0.3
+_SCALE_REASON = "the expert's logits, about scale * (1 + misspec), must stay far from float overflow"
 
 
 class LinearAR(Task):
@@ -66,7 +68,7 @@ class LinearAR(Task):
 
     ## Arguments
     * ``horizon`` (H >= 1), ``vocab_size`` (V >= 2), ``num_contexts`` (>= 1),
-      ``feature_dim`` (>= 1), ``misspec`` (>= 0), ``scale`` (> 0), ``norm_bound`` (> 0 or None),
+      ``feature_dim`` (>= 1), ``misspec`` (in [0, 1e6]), ``scale`` (in (0, 1e6]), ``norm_bound`` (> 0 or None),
       ``seed`` (the instance); ``preset`` (``None`` or ``"two-branch"``, see above) with ``eps``.
 
     ## Version History
@@ -102,20 +104,25 @@ class LinearAR(Task):
         self.num_contexts = check_int("num_contexts", num_contexts, 1)
         self.context_vocab_size = self.num_contexts
         self.feature_dim = check_int("feature_dim", feature_dim, 1)
-        self.misspec = check_float("misspec", misspec, 0.0)
-        self.scale = check_float("scale", scale, 0.0, low_open=True)
+        self.misspec = check_float("misspec", misspec, 0.0, MAX_LOGIT_SCALE, reason=_SCALE_REASON)
+        self.scale = check_float("scale", scale, 0.0, MAX_LOGIT_SCALE, low_open=True, reason=_SCALE_REASON)
         self.norm_bound = None if norm_bound is None else check_float("norm_bound", norm_bound, 0.0, low_open=True)
         self.seed = check_int("seed", seed, 0)
-        rng = np.random.default_rng(self.seed)
         C, S, V, d = self.num_contexts, self.vocab_size + 1, self.vocab_size, self.feature_dim
+        check_memory(f"LinearAR: num_contexts={C}, vocab_size={V}, feature_dim={d}", 8 * C * S * V * (2 * d + 4),
+                     "its feature tables phi and psi, (num_contexts, vocab_size + 1, vocab_size, feature_dim) each")
+        self.check_episode_size(f"horizon={self.horizon}, vocab_size={V}")
+        rng = np.random.default_rng(self.seed)
         self.phi = rng.standard_normal((C, S, V, d))
         self.psi = rng.standard_normal((C, S, V, d))
         self.theta_star = rng.standard_normal(d) * self.scale / math.sqrt(d)
         self.w_star = rng.standard_normal(d) * self.scale / math.sqrt(d)
         logits = self.phi @ self.theta_star + self.misspec * (self.psi @ self.w_star)
-        logits -= logits.max(axis=-1, keepdims=True)
+        logits -= logits.max(axis=-1, keepdims=True)  # a stable softmax: finite logits give finite probabilities
         p = np.exp(logits)
         self._table = p / p.sum(axis=-1, keepdims=True)  # (C, S, V), S = V + 1 (start state V)
+        if not np.all(np.isfinite(self._table)):  # not reached with scale, misspec <= MAX_LOGIT_SCALE
+            raise ValueError(f"scale={self.scale} and misspec={self.misspec} give non-finite expert logits")
         self._greedy = self._table.argmax(axis=-1)
         self._fm = None
 
@@ -127,8 +134,10 @@ class LinearAR(Task):
             raise ValueError(f"preset='two-branch' fixes {', '.join(changed)}: give only horizon, eps and norm_bound")
         self.horizon = check_int("horizon", horizon, 1)
         self.eps = check_float("eps", 0.01 if eps is None else eps, 0.0, 1.0, low_open=True, high_open=True)
-        self.norm_bound = check_float("norm_bound", 20.0 if norm_bound is None else norm_bound, 0.0, low_open=True)
+        self.norm_bound = check_float("norm_bound", 20.0 if norm_bound is None else norm_bound, 0.0, MAX_LOGIT_SCALE,
+                                      low_open=True, reason="it bounds the learner's logits")
         self.vocab_size, self.num_contexts, self.feature_dim = 3, 1, 3
+        self.check_episode_size(f"horizon={self.horizon}, vocab_size=3")
         self.context_vocab_size = 1
         self.misspec, self.scale, self.seed = None, None, None
         kappa = TWO_BRANCH_KAPPA
@@ -181,7 +190,7 @@ class LinearAR(Task):
 
     def sample_expert(self, n, rng=None):
         rng = as_rng(rng)
-        n = check_int("n", n, 0)
+        n = self.check_sample_size(n)
         ctx = self.sample_contexts(n, rng)
         seq = np.zeros((n, self.horizon), dtype=np.int64)
         s = np.full(n, self.vocab_size)
@@ -191,6 +200,7 @@ class LinearAR(Task):
         return ctx, seq
 
     def expert_step_probs(self, contexts, sequences):
+        self.check_step_probs_size(sequences)
         seq = np.asarray(sequences, dtype=np.int64)
         states = np.concatenate([np.full((len(seq), 1), self.vocab_size), seq[:, :-1]], axis=1)
         return self._table[np.asarray(contexts)[:, :1], states]

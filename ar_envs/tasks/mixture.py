@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from ..core import FeatureMap, Task, as_rng, check_float, check_int
+from ..core import FeatureMap, Task, as_rng, check_float, check_int, check_memory
 from ..mathutil import log_abs_diff_exp, log_binom, logsumexp
 from .two_branch import _maximise_1d, _single_context
 
@@ -64,6 +64,9 @@ class MixtureTeacher(Task):
             raise ValueError(f"q must be in (p, 1] = ({self.p}, 1], got {q!r}")
         self.w = check_float("w", w, 0.0, 1.0)
         self._fm = None
+        self.check_episode_size(f"horizon={self.horizon}")
+        check_memory(f"MixtureTeacher: horizon={self.horizon}", 80 * (self.horizon + 1),
+                     "the exact metrics' arrays over the H + 1 counts of ones")
 
     def task_args(self) -> dict:
         return {"horizon": self.horizon, "p": self.p, "q": self.q, "w": self.w}
@@ -89,7 +92,7 @@ class MixtureTeacher(Task):
 
     def sample_expert(self, n, rng=None):
         rng = as_rng(rng)
-        n = check_int("n", n, 0)
+        n = self.check_sample_size(n)
         comp = rng.random(n) < self.w
         rate = np.where(comp, self.q, self.p)
         seq = (rng.random((n, self.horizon)) < rate[:, None]).astype(np.int64)

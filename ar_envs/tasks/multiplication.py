@@ -216,7 +216,7 @@ class Multiplication(DeterministicTask):
     # ------------------------------------------------------------------ prompts
     def sample_contexts(self, n, rng):
         rng = as_rng(rng)
-        n = check_int("n", n, 0)
+        n = self.check_sample_size(n)
         d = self.digits
         ctx = np.empty((n, self.context_length), dtype=np.int64)
         digits = rng.integers(0, 10, size=(n, 2 * d))

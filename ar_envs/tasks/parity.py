@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from ..core import DeterministicTask, as_rng, check_choice, check_int
+from ..core import DeterministicTask, as_rng, check_choice, check_int, check_memory
 
 COT_MODES = ("none", "running", "short")
 OFF_PATH_MODES = ("consistent", "reference")
@@ -119,6 +119,9 @@ class Parity(DeterministicTask):
             chunk_size = math.ceil(k / m)
         self.chunk_size = check_int("chunk_size", chunk_size, 1, k)
         self.seed = check_int("seed", seed, 0)
+        num_chunks = -(-k // self.chunk_size)
+        check_memory(f"Parity: n_bits={n}, subset_size={k}, chunk_size={self.chunk_size}", 24 * n + 128 * num_chunks,
+                     "the subset draw, its mask and the chunks")
         rng = np.random.default_rng(self.seed)
         self.subset = np.sort(rng.choice(n, size=k, replace=False)).astype(np.int64)
         self.mask = np.zeros(n, dtype=np.int64)
@@ -132,10 +135,8 @@ class Parity(DeterministicTask):
             self.horizon = n
         else:
             self.horizon = len(self.chunks) + 1
-        # chunk membership (num_chunks, n) for the short chain of thought
-        self._chunk_mask = np.zeros((len(self.chunks), n), dtype=np.int64)
-        for i, ch in enumerate(self.chunks):
-            self._chunk_mask[i, ch] = 1
+        self._chunk_starts = np.arange(0, k, c)  # where each chunk starts in the subset
+        self.check_episode_size(f"n_bits={n}")
 
     def task_args(self) -> dict:
         return {
@@ -149,7 +150,7 @@ class Parity(DeterministicTask):
 
     # ------------------------------------------------------------------ contexts
     def sample_contexts(self, n, rng):
-        n = check_int("n", n, 0)
+        n = self.check_sample_size(n)
         return as_rng(rng).integers(0, 2, size=(n, self.n_bits)).astype(np.int64)
 
     def enumerate_contexts(self):
@@ -179,7 +180,8 @@ class Parity(DeterministicTask):
             return y[:, None]
         if self.cot == "running":
             return np.cumsum(ctx * self.mask, axis=1) % 2
-        return np.concatenate([(ctx @ self._chunk_mask.T) % 2, y[:, None]], axis=1)
+        chunk_parity = np.add.reduceat(ctx[:, self.subset], self._chunk_starts, axis=1) % 2
+        return np.concatenate([chunk_parity, y[:, None]], axis=1)
 
     def expert_next_tokens(self, contexts, sequences) -> np.ndarray:
         """The expert's token at every position given the written tokens before it, ``(n, T)``."""

@@ -137,6 +137,7 @@ class PathStar(DeterministicTask):
         self._template[3 * E - 1] = self.slash
         self._template[3 * E + 2] = self.equals
         self._node_slots = self._template < 0
+        self.check_episode_size(f"degree={d}, path_length={l}, num_nodes={N}")
 
     def task_args(self) -> dict:
         return {
@@ -165,6 +166,11 @@ class PathStar(DeterministicTask):
         return "".join(out)
 
     # ------------------------------------------------------------------ generator
+    def sample_bytes(self, n: int) -> int:
+        """:meth:`Task.sample_bytes` plus the generator's ``(n, num_nodes)`` random order of the
+        ids and the expert's ``(n, vocab_size)`` parent / child tables."""
+        return super().sample_bytes(n) + 8 * n * (2 * self.num_nodes + 2 * self.vocab_size)
+
     def _sample(self, n: int, rng, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(contexts (n, L), forward paths (n, l))`` from one seeded generator; the contexts
         are written into ``out`` (an integer array ``(n, L)``) if given, else a new int64 array.
@@ -179,7 +185,7 @@ class PathStar(DeterministicTask):
         and saves a draw.
         """
         rng = as_rng(rng)
-        n = check_int("n", n, 0)
+        n = self.check_sample_size(n)
         if out is not None:
             self.check_context_buffer(out, n)
         l, E = self.path_length, self.num_edges

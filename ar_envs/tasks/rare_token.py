@@ -79,6 +79,7 @@ class RareToken(Task):
         self.slope = check_float("slope", slope, 1.0, 1e6, low_open=True)
         self._probs = np.array([1.0 - self.delta, self.delta, 0.0])
         self._fm = None
+        self.check_episode_size(f"horizon={self.horizon}")
 
     def task_args(self) -> dict:
         return {"horizon": self.horizon, "delta": self.delta, "slope": self.slope}
@@ -92,7 +93,7 @@ class RareToken(Task):
 
     def sample_expert(self, n, rng=None):
         rng = as_rng(rng)
-        n = check_int("n", n, 0)
+        n = self.check_sample_size(n)
         seq = (rng.random((n, self.horizon)) < self.delta).astype(np.int64)
         return np.zeros((n, 0), dtype=np.int64), seq
 

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from ..core import FeatureMap, Task, check_float, check_int
+from ..core import MAX_LOGIT_SCALE, FeatureMap, Task, check_float, check_int, check_memory
 from ..mathutil import log_abs_diff_exp, log_binom, logsumexp, sigmoid
 
 
@@ -63,10 +63,13 @@ class TwoBranch(Task):
     def __init__(self, horizon: int = 50, eps: float = 0.01, offset: float | None = None):
         self.horizon = check_int("horizon", horizon, 1)
         self.eps = check_float("eps", eps, 0.0, 1.0, low_open=True, high_open=True)
-        if offset is None:
-            offset = math.log(1.0 / (0.3 * self.eps))
+        if offset is None:  # log(1 / (0.3 eps)), finite for every eps > 0 (even the smallest float)
+            offset = -math.log(0.3) - math.log(self.eps)
         self.offset = check_float("offset", offset, 0.0, low_open=True)
         self._fm = None
+        self.check_episode_size(f"horizon={self.horizon}")
+        check_memory(f"{type(self).__name__}: horizon={self.horizon}", 80 * (self.horizon + 1),
+                     "the exact metrics' arrays over the H + 1 counts of ones")
 
     def task_args(self) -> dict:
         return {"horizon": self.horizon, "eps": self.eps, "offset": self.offset}
@@ -88,7 +91,7 @@ class TwoBranch(Task):
         from ..core import as_rng
 
         rng = as_rng(rng)
-        n = check_int("n", n, 0)
+        n = self.check_sample_size(n)
         first = (rng.random(n) < self.eps).astype(np.int64)
         rest = rng.integers(0, 2, size=(n, self.horizon - 1)) * first[:, None]
         return np.zeros((n, 0), dtype=np.int64), np.concatenate([first[:, None], rest], axis=1)
@@ -148,6 +151,9 @@ class TwoBranch(Task):
         return {"hellinger2": hell, "method": "closed-form", "theta": theta}
 
 
+_SCALE_REASON = "the class's logits, up to norm_bound * sqrt(1 + kappa^2), must stay far from float overflow"
+
+
 class TwoBranchLinear(TwoBranch):
     """Two-branch with the norm-bounded two-parameter linear class.
 
@@ -165,8 +171,8 @@ class TwoBranchLinear(TwoBranch):
     (polar grid, then golden-section refinement of the angle and radius).
 
     ## Arguments
-    * ``horizon`` (H >= 1), ``eps`` in (0, 1), ``norm_bound`` (B > 0, default 20),
-      ``kappa`` (kappa > 0, default 0.3). With the defaults a fair coin on the rare branch
+    * ``horizon`` (H >= 1), ``eps`` in (0, 1), ``norm_bound`` (B in (0, 1e6], default 20),
+      ``kappa`` (kappa in (0, 1e6], default 0.3). With the defaults a fair coin on the rare branch
       (``theta_1 + kappa theta_2 = 0``) allows at best ``|theta_1| <= B kappa / sqrt(1 + kappa^2)``,
       about 5.7, so fitting it costs a leak of about ``sigmoid(-5.7) = 0.003`` per common-branch
       step; the best member instead gives up the rare branch (``D_H^2`` about ``eps``).
@@ -181,9 +187,12 @@ class TwoBranchLinear(TwoBranch):
     def __init__(self, horizon: int = 50, eps: float = 0.01, norm_bound: float = 20.0, kappa: float = 0.3):
         self.horizon = check_int("horizon", horizon, 1)
         self.eps = check_float("eps", eps, 0.0, 1.0, low_open=True, high_open=True)
-        self.norm_bound = check_float("norm_bound", norm_bound, 0.0, low_open=True)
-        self.kappa = check_float("kappa", kappa, 0.0, low_open=True)
+        self.norm_bound = check_float("norm_bound", norm_bound, 0.0, MAX_LOGIT_SCALE, low_open=True, reason=_SCALE_REASON)
+        self.kappa = check_float("kappa", kappa, 0.0, MAX_LOGIT_SCALE, low_open=True, reason=_SCALE_REASON)
         self._fm = None
+        self.check_episode_size(f"horizon={self.horizon}")
+        check_memory(f"{type(self).__name__}: horizon={self.horizon}", 80 * (self.horizon + 1),
+                     "the exact metrics' arrays over the H + 1 counts of ones")
 
     def task_args(self) -> dict:
         return {"horizon": self.horizon, "eps": self.eps, "norm_bound": self.norm_bound, "kappa": self.kappa}
