@@ -47,10 +47,12 @@ VALID = {
     ("linear-ar", "misspec"): {"zero"},  # realisable
     ("linear-ar", "norm_bound"): {"none", "huge_int", "huge_float"},  # None: unbounded class
     ("linear-ar", "seed"): {"zero", "huge_int", "huge_float"},
+    ("linear-ar", "preset"): {"none"},  # None: the random Gaussian instance
+    ("linear-ar", "eps"): {"none"},  # None without a preset
     ("parity", "subset_size"): {"none"},
     ("parity", "chunk_size"): {"none"},
     ("parity", "seed"): {"zero", "huge_int", "huge_float"},
-    ("rare-token", "slope"): {"none"},  # None: 1 / delta (the task is on main; listed for the merge)
+    ("rare-token", "slope"): {"none"},  # None: 1 / delta
     ("hmm", "seed"): {"zero", "huge_int", "huge_float"},
     ("hmm", "stickiness"): {"zero"},
     ("hmm", "concentration"): {"huge_int"},  # at most 1e100
