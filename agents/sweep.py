@@ -104,6 +104,10 @@ class ResultsFile:
     def records(self) -> list[dict]:
         """The complete records, in file order (the text after the last newline, if any, is an
         interrupted write and not a record)."""
+        return [rec for _, rec in self.numbered_records()]
+
+    def numbered_records(self) -> list[tuple[int, dict]]:
+        """``(line number, record)`` of every complete record, in file order."""
         if self._fd is None and (not os.path.exists(self.path) or os.path.getsize(self.path) == 0):
             return []
         out = []
@@ -123,7 +127,7 @@ class ResultsFile:
             missing = [f for f in REQUIRED_FIELDS if f not in rec]
             if missing:
                 raise ResultsFileError(f"{self.path}: line {number} lacks fields {missing}")
-            out.append(rec)
+            out.append((number, rec))
         return out
 
     # ---------------------------------------------------------------- writing
@@ -136,6 +140,11 @@ class ResultsFile:
         header = json.dumps({"format": RESULTS_FORMAT, "version": RESULTS_VERSION, "ar_envs_version": ar_envs.__version__})
         try:
             if not os.path.lexists(self.path):
+                parent = os.path.dirname(os.path.abspath(self.path))
+                while not os.path.exists(parent):
+                    parent = os.path.dirname(parent)
+                if not os.path.isdir(parent):
+                    raise ResultsFileError(f"cannot create the results file {self.path}: {parent} is not a directory")
                 create_new_bytes(self.path, (header + "\n").encode("utf-8"))  # never replaces anything
             st = os.lstat(self.path)
             if stat.S_ISLNK(st.st_mode):

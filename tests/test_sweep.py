@@ -204,7 +204,7 @@ def test_cli_list_and_sweep_and_report(tmp_path, capsys):
     assert main(argv) == 0
     assert main(["report", str(out)]) == 0
     shown = capsys.readouterr().out
-    assert "hellinger-bc" in shown and os.path.exists(tmp_path / "two-branch-approx_factor.png")
+    assert "hellinger-bc" in shown and os.path.exists(tmp_path / "r-approx_factor.png")  # named after the results file
 
 
 def test_console_script_demo_runs_small(tmp_path):
@@ -213,7 +213,7 @@ def test_console_script_demo_runs_small(tmp_path):
                           "--plots", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert "500 |" in res.stdout and "rho" in res.stdout
-    assert (tmp_path / "two-branch-approx_factor.png").exists()
+    assert (tmp_path / "d-approx_factor.png").exists()  # named after the results file d.jsonl
 
 
 def test_reasoning_task_sweep_varies_its_own_argument_and_reports_exact_match(tmp_path):
