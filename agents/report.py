@@ -242,8 +242,12 @@ def format_tables(summary: dict, notes: list[str] | None = None) -> str:
         for metric, title in TABLES:
             if not any(st.get(metric) for by_h in algs.values() for st in by_h.values()):
                 if metric == "approx_factor":
-                    lines += ["", f"approximation factor C(H): not available ({method})"]
+                    why = method.split(":", 1)[1].strip() if method.startswith("unavailable:") else method
+                    lines += ["", f"approximation factor C(H): not available ({why})"]
                 continue
+            if metric != "exact_match" and metric in dict(DIAGNOSTICS) and all(
+                    st.get(metric) == st.get("exact_match") for by_h in algs.values() for st in by_h.values()):
+                continue  # the same numbers as the exact match (e.g. parity without a chain of thought)
             lines.append("")
             lines.append(title)
             widths = {n: max(22, len(n)) for n in names}

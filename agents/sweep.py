@@ -473,7 +473,8 @@ def _picklable(obj) -> bool:
 
 def parse_name_values(items: Iterable[str], option: str = "--task-arg") -> dict:
     """``["eps=0.01", "order=forward"]`` -> ``{"eps": 0.01, "order": "forward"}`` (JSON values,
-    else strings; ``None`` / ``none`` / ``null`` -> ``None``). ``option`` names the flag in errors;
+    else strings; ``None`` / ``null`` -> ``None``, while ``none`` stays the string, a value of
+    e.g. ``cot``). ``option`` names the flag in errors;
     a name given twice is refused (which one was meant?)."""
     out: dict[str, Any] = {}
     for item in items or []:
@@ -488,7 +489,7 @@ def parse_name_values(items: Iterable[str], option: str = "--task-arg") -> dict:
         try:
             out[k] = json.loads(v)
         except json.JSONDecodeError:
-            out[k] = None if v in ("None", "none", "null") else v
+            out[k] = None if v == "None" else v
     return out
 
 
