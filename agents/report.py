@@ -351,8 +351,9 @@ def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_") or "results"
 
 
-def _overlaps(a: tuple, b: tuple, rtol: float = 1e-3) -> bool:
-    """Do two curves ``(xs, means)`` coincide on the plot (same points, means within ``rtol``)?"""
+def _overlaps(a: tuple, b: tuple, rtol: float = 0.02) -> bool:
+    """Do two curves ``(xs, means)`` coincide on the plot (same points, means within ``rtol``,
+    closer than a marker's width)?"""
     return list(a[0]) == list(b[0]) and np.allclose(a[1], b[1], rtol=rtol, atol=0.0)
 
 
@@ -398,12 +399,16 @@ def plot(summary: dict, out_dir: str, stem: str = "results") -> list[str]:
                 floor, ceil = (pos.min() / 10, pos.max() * 10) if len(pos) else (1e-3, 1.0)
             else:
                 floor, ceil = 0.0, 1.0
+            shown = [means] + [np.clip(c[j], floor, ceil) for c in curves.values() for j in (2, 3)]
+            shown = np.concatenate(shown)
             for k, (n, (hs, mean, lo, hi, mc)) in enumerate(curves.items()):
                 marker = MARKERS[k % len(MARKERS)]
                 over = [m for m, c in drawn if _overlaps((hs, mean), c)]
                 label = f"{n} (overlaps {over[0]})" if over else n
+                # a curve on top of an earlier one: bigger markers drawn beneath it, so both show
                 (line,) = ax.plot(hs, mean, styles[k % len(styles)], lw=1.2, label=label, marker=marker,
-                                  ms=7 if over else 4, markevery=[i for i, e in enumerate(mc) if not e] or None)
+                                  ms=7 if over else 4, markevery=[i for i, e in enumerate(mc) if not e] or None,
+                                  zorder=1.9 if over else 2)
                 if not any(not e for e in mc):
                     line.set_marker("None")
                 open_pts = [i for i, e in enumerate(mc) if e]
@@ -423,9 +428,9 @@ def plot(summary: dict, out_dir: str, stem: str = "results") -> list[str]:
             xs = sorted({h for c in curves.values() for h in c[0]})
             if len(xs) > 1 and xs[0] > 0 and xs[-1] / xs[0] > 4:
                 ax.set_xscale("log")
-            if log_y:
+            if log_y:  # the means and the bands, each band cut at 10x beyond the means
                 ax.set_yscale("log")
-                ax.set_ylim(floor, ceil)
+                ax.set_ylim(shown[shown > 0].min() / 1.3, shown.max() * 1.3)
             else:
                 ax.set_ylim(-0.02, 1.02)
             ticks = xs if len(xs) <= 12 else xs[:: math.ceil(len(xs) / 12)]
