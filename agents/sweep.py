@@ -6,8 +6,10 @@ where the task allows, Monte Carlo with 95% intervals otherwise), next to the be
 class (``agents.best_in_class``): ``approx_factor = hellinger2 / best_in_class_hellinger2``.
 
 Results are appended to a JSON-lines file whose first line is a header naming the format; a
-rerun with the same file skips finished cells, and a file that is not ours is refused (never
-overwritten).
+rerun with the same file skips finished cells (:func:`cell_key`: every argument that changes a
+number), and a file that is not ours, or not a regular file, is refused (never overwritten).
+One sweep at a time writes to a file (a lock), each record is written whole or the sweep stops
+with an error, and ``workers > 1`` gives the same numbers as one process (:func:`sweep`).
 """
 
 from __future__ import annotations
