@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 import tempfile
 
 
@@ -19,8 +20,15 @@ def _umask_mode() -> int:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = ""):
-    """Yield a temporary path to write; on success it replaces ``path`` atomically."""
+    """Yield a temporary path to write; on success it replaces ``path`` atomically. Only a
+    regular file (or a symlink, which is replaced, not followed) is ever replaced: a device, a
+    FIFO, a socket or a directory at ``path`` is refused with a ``ValueError`` before anything
+    is written (``/dev/null`` must never become a regular file)."""
     path = os.fspath(path)
+    if os.path.lexists(path):
+        mode = os.lstat(path).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+            raise ValueError(f"{path} exists and is not a regular file; refusing to replace it")
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=suffix + ".tmp", dir=directory)

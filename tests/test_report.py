@@ -209,3 +209,13 @@ def test_a_bad_results_line_names_the_file_and_the_line(tmp_path, line, needle):
     with pytest.raises(ResultsFileError, match=needle) as info:
         report(str(path))
     assert str(path) in str(info.value)
+
+
+def test_a_plot_never_replaces_a_device_or_fifo(tmp_path):
+    path = _write(tmp_path / "r.jsonl", [_rec(horizon=h) for h in (3, 4, 5)])
+    os.mkfifo(tmp_path / "r-approx_factor.png")
+    with pytest.raises(ValueError, match="not a regular file; refusing to replace it"):
+        report(path, str(tmp_path))
+    import stat
+
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "r-approx_factor.png").st_mode)
