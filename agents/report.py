@@ -57,10 +57,10 @@ def _group_key(rec, runs: bool = False):
     depend on the swept argument, e.g. parity's subset size, vary along the rows); ``runs``:
     ``n_samples`` and ``eval_samples`` are part of the table's arguments too (when a file holds
     several of them for one task)."""
-    args = {k: str(v) for k, v in _given_args(rec).items()}
+    args = sorted((k, str(v)) for k, v in _given_args(rec).items())
     if runs:
-        args.update(n_samples=str(rec["n_samples"]), eval_samples=str(rec.get("eval_samples")))
-    return rec["task"], tuple(args.items()) if runs else tuple(sorted(args.items()))
+        args += [("n_samples", str(rec["n_samples"])), ("eval_samples", str(rec.get("eval_samples")))]
+    return rec["task"], tuple(args)
 
 
 def dedupe(records: list[dict]) -> tuple[list[dict], list[int]]:
