@@ -209,8 +209,10 @@ def test_cli_list_and_sweep_and_report(tmp_path, capsys):
 
 def test_console_script_demo_runs_small(tmp_path):
     exe = os.path.join(os.path.dirname(sys.executable), "ar-envs")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the script runs this checkout's code
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
     res = subprocess.run([exe, "demo", "--seeds", "1", "--samples", "200", "--quiet", "--out", str(tmp_path / "d.jsonl"),
-                          "--plots", str(tmp_path)], capture_output=True, text=True, timeout=300)
+                          "--plots", str(tmp_path)], capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == 0, res.stderr
     assert "500 |" in res.stdout and "rho" in res.stdout
     assert (tmp_path / "d-approx_factor.png").exists()  # named after the results file d.jsonl
