@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import math
 import os
 import sys
@@ -52,6 +53,7 @@ def _run_sweep(args, task: str, task_args: dict, horizons, algorithms) -> list[d
         eval_samples=args.eval_samples,
         out=args.out,
         workers=args.workers,
+        threads=args.threads,
         progress=not args.quiet,
     )
 
@@ -92,8 +94,11 @@ def build_algorithms(names: str, policy: str | None = None, policy_args: dict | 
                 raise ValueError(f"unknown algorithm {name!r}; choose one of {sorted(reg)} or give package.module:Name")
             out.append(name)  # a plain function: nothing to pass
             continue
-        accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        params = inspect.signature(cls.__init__).parameters
+        accepted = set(params) - {"self"}
         kwargs = {k: v for k, v in algo_args.items() if k in accepted}
+        for k, v in kwargs.items():
+            _check_like_default(f"--algo-arg {k}", v, params[k].default)
         used |= set(kwargs)
         parts = []
         if policy is not None and "policy" in accepted:
@@ -123,6 +128,24 @@ def build_algorithms(names: str, policy: str | None = None, policy_args: dict | 
     return out
 
 
+def _check_like_default(name: str, value, default) -> None:
+    """A value given on the command line must have its argument's default's type (an integer
+    where the default is an integer, a number where it is a float, ...): ``max_iter=abc`` is
+    refused here, not as a TypeError deep inside the first cell. Arguments without a typed
+    default are left to the constructor."""
+    if default is None or default is inspect.Parameter.empty or value is None:
+        return
+    kind = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(type(default))
+    if kind is None:
+        return
+    ok = {bool: lambda v: isinstance(v, bool),
+          int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+          float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+          str: lambda v: isinstance(v, str)}[type(default)](value)
+    if not ok:
+        raise ValueError(f"{name} must be {kind} (its default is {default!r}), got {value!r}")
+
+
 def cmd_sweep(args) -> int:
     from agents.sweep import parse_name_values, parse_task_args
 
@@ -145,6 +168,7 @@ def _print_report(results: str, plots: str | None) -> int:
 
 
 def cmd_report(args) -> int:
+    _check_plots_dir(args.plots)
     return _print_report(args.results, args.plots)
 
 
@@ -161,6 +185,22 @@ def demo_algorithms() -> list:
     return DEMO_ALGORITHMS.split(",") + knobs
 
 
+def _check_plots_dir(plots: str | None) -> None:
+    """``--plots`` must be a directory we can write to (or one we can create): checked before
+    any work, with a one-line error."""
+    if plots is None:
+        return
+    if plots == "":
+        raise ValueError("--plots must be a directory path, got ''")
+    if os.path.exists(plots) and not os.path.isdir(plots):
+        raise ValueError(f"--plots {plots} is not a directory")
+    existing = plots
+    while not os.path.exists(existing):  # the nearest existing ancestor must be writable
+        existing = os.path.dirname(os.path.abspath(existing))
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"--plots {plots}: cannot write there ({existing} is not a writable directory)")
+
+
 def cmd_demo(args) -> int:
     eps = 0.01
     task_args = {"eps": eps, "offset": math.log(1.0 / (0.3 * eps))}
@@ -171,6 +211,7 @@ def cmd_demo(args) -> int:
         f"algorithms {DEMO_ALGORITHMS} and block-hellinger K={','.join(map(str, DEMO_BLOCKS))}",
         file=sys.stderr,
     )
+    _check_plots_dir(args.plots)
     _run_sweep(args, "two-branch", task_args, DEMO_HORIZONS, demo_algorithms())
     _run_sweep(args, "rare-token", {"delta": DEMO_DELTA}, DEMO_RARE_HORIZONS, demo_algorithms())
     return _print_report(args.out, args.plots)
@@ -187,7 +228,9 @@ def _add_run_options(p, out_default: str, seeds: int, samples: int):
     p.add_argument("--samples", type=int, default=samples, help="expert demonstrations per cell")
     p.add_argument("--eval-samples", type=int, default=20_000, help="expert samples for Monte-Carlo metrics (when not exact)")
     p.add_argument("--out", default=out_default, help="results file (JSON lines; appended to, finished cells skipped)")
-    p.add_argument("--workers", type=int, default=1, help="processes running cells in parallel, each with cpu_count // workers torch threads")
+    p.add_argument("--workers", type=int, default=1, help="processes running cells in parallel (same numbers as one)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads per cell, the same whatever --workers is (keep workers x threads <= CPUs)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
@@ -238,9 +281,13 @@ def main(argv=None) -> int:
         args.plots = os.path.dirname(os.path.abspath(args.results))
     try:
         return args.func(args)
-    except ValueError as exc:  # bad input: one clear line, non-zero exit, no traceback
+    except (ValueError, TypeError) as exc:  # bad input: one clear line, non-zero exit, no traceback
         print(f"ar-envs {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a file we could not read or write (the disk, permissions)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"ar-envs {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

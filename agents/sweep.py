@@ -6,16 +6,20 @@ where the task allows, Monte Carlo with 95% intervals otherwise), next to the be
 class (``agents.best_in_class``): ``approx_factor = hellinger2 / best_in_class_hellinger2``.
 
 Results are appended to a JSON-lines file whose first line is a header naming the format; a
-rerun with the same file skips finished cells, and a file that is not ours is refused (never
-overwritten).
+rerun with the same file skips finished cells (:func:`cell_key`: every argument that changes a
+number), and a file that is not ours, or not a regular file, is refused (never overwritten).
+One sweep at a time writes to a file (a lock), each record is written whole or the sweep stops
+with an error, and ``workers > 1`` gives the same numbers as one process (:func:`sweep`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import multiprocessing
 import os
+import stat
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -27,7 +31,7 @@ import numpy as np
 import ar_envs
 from ar_envs.core import Task, check_int
 from ar_envs.data import generate
-from ar_envs.fileio import atomic_write_bytes
+from ar_envs.fileio import create_new_bytes, write_all
 from ar_envs.metrics import sequence_metrics
 from ar_envs.tasks import get_task_class
 
@@ -51,16 +55,42 @@ class ResultsFileError(ValueError):
 
 
 class ResultsFile:
-    """A JSON-lines results file: a header line, then one record per finished cell."""
+    """A JSON-lines results file: a header line, then one record per finished cell.
+
+    Reading (:meth:`records`) needs nothing more. Writing goes through :meth:`open` (or ``with``),
+    which creates the file with its header if it is missing, refuses anything at ``path`` that is
+    not a regular file (a device, a directory, a symlink, ...: never replaced or written through),
+    and takes an exclusive lock on it for as long as it is open, so two sweeps can never append
+    to one file at the same time. :meth:`append` writes one whole line or raises
+    :class:`ResultsFileError` (a full disk is an error, never a silently missing record).
+    """
 
     def __init__(self, path: str | os.PathLike):
+        if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+            raise ResultsFileError(f"the results file must be a file path, got {path!r}")
         self.path = os.fspath(path)
-        if os.path.exists(self.path) and os.path.getsize(self.path) > 0:
-            self._check_header()
+        self._fd: int | None = None
+        if os.path.isdir(self.path):
+            raise ResultsFileError(f"{self.path} is a directory; give a results file path such as {os.path.join(self.path, 'results.jsonl')}")
+        if os.path.exists(self.path):
+            if not stat.S_ISREG(os.stat(self.path).st_mode):
+                raise ResultsFileError(f"{self.path} is not a regular file; choose another --out")
+            if os.path.getsize(self.path) > 0:
+                self._check_header(self._first_line())
 
-    def _check_header(self) -> None:
+    # ---------------------------------------------------------------- reading
+    def _read(self) -> bytes:
+        if self._fd is not None:
+            size = os.fstat(self._fd).st_size
+            return os.pread(self._fd, size, 0) if size else b""
         with open(self.path, "rb") as fh:
-            first = fh.readline()
+            return fh.read()
+
+    def _first_line(self) -> bytes:
+        with open(self.path, "rb") as fh:
+            return fh.readline()
+
+    def _check_header(self, first: bytes) -> None:
         try:
             header = json.loads(first.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError):
@@ -73,51 +103,146 @@ class ResultsFile:
         if header.get("version") != RESULTS_VERSION:
             raise ResultsFileError(f"{self.path} has results format version {header.get('version')}, this ar-envs reads {RESULTS_VERSION}")
 
-    def _create(self) -> None:
-        header = {"format": RESULTS_FORMAT, "version": RESULTS_VERSION, "ar_envs_version": ar_envs.__version__}
-        atomic_write_bytes(self.path, (json.dumps(header) + "\n").encode("utf-8"))
-
-    def _repair_tail(self) -> None:
-        """Drop a last line left incomplete by an interrupted run (it is re-run)."""
-        with open(self.path, "rb+") as fh:
-            data = fh.read()
-            if data and not data.endswith(b"\n"):
-                cut = data.rfind(b"\n") + 1
-                print(f"warning: {self.path}: dropping an incomplete last line (an interrupted cell; it will be re-run)", file=sys.stderr)
-                fh.truncate(cut)
-
     def records(self) -> list[dict]:
-        if not os.path.exists(self.path) or os.path.getsize(self.path) == 0:
+        """The complete records, in file order (the text after the last newline, if any, is an
+        interrupted write and not a record)."""
+        return [rec for _, rec in self.numbered_records()]
+
+    def numbered_records(self) -> list[tuple[int, dict]]:
+        """``(line number, record)`` of every complete record, in file order."""
+        if self._fd is None and (not os.path.exists(self.path) or os.path.getsize(self.path) == 0):
             return []
         out = []
-        with open(self.path, "rb") as fh:
-            lines = fh.read().split(b"\n")
-        complete = lines[:-1]  # the text after the last newline is an interrupted write, if any
+        lines = self._read().split(b"\n")
+        complete = lines[:-1]
         for number, line in enumerate(complete[1:], start=2):
             if not line.strip():
                 continue
             try:
-                rec = json.loads(line)
+                rec = json.loads(line.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise ResultsFileError(f"{self.path}: line {number} is not UTF-8 text") from None
             except json.JSONDecodeError as exc:
                 raise ResultsFileError(f"{self.path}: line {number} is not valid JSON ({exc.msg})") from None
+            if not isinstance(rec, dict):
+                raise ResultsFileError(f"{self.path}: line {number} is not a record (a JSON object), it holds {line[:40].decode('utf-8')!r}")
             missing = [f for f in REQUIRED_FIELDS if f not in rec]
             if missing:
                 raise ResultsFileError(f"{self.path}: line {number} lacks fields {missing}")
-            out.append(rec)
+            out.append((number, rec))
         return out
 
-    def append(self, record: dict) -> None:
-        if not os.path.exists(self.path) or os.path.getsize(self.path) == 0:
-            self._create()
-        else:
-            self._repair_tail()
-        line = (json.dumps(record, allow_nan=False) + "\n").encode("utf-8")
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+    # ---------------------------------------------------------------- writing
+    def open(self) -> "ResultsFile":
+        """Create (with the header) if missing, open for appending, lock, repair an interrupted
+        last line. Every failure is a :class:`ResultsFileError` naming the file, raised before
+        any cell is computed."""
+        if self._fd is not None:
+            return self
+        header = json.dumps({"format": RESULTS_FORMAT, "version": RESULTS_VERSION, "ar_envs_version": ar_envs.__version__})
         try:
-            os.write(fd, line)  # one write of one line
-            os.fsync(fd)
-        finally:
+            if not os.path.lexists(self.path):
+                parent = os.path.dirname(os.path.abspath(self.path))
+                while not os.path.exists(parent):
+                    parent = os.path.dirname(parent)
+                if not os.path.isdir(parent):
+                    raise ResultsFileError(f"cannot create the results file {self.path}: {parent} is not a directory")
+                create_new_bytes(self.path, (header + "\n").encode("utf-8"))  # never replaces anything
+            st = os.lstat(self.path)
+            if stat.S_ISLNK(st.st_mode):
+                raise ResultsFileError(f"{self.path} is a symbolic link; refusing to write through it: give the file's own path or another --out")
+            if not stat.S_ISREG(st.st_mode):
+                raise ResultsFileError(f"{self.path} is not a regular file; refusing to write to it: choose another --out")
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+        except ResultsFileError:
+            raise
+        except OSError as exc:
+            raise ResultsFileError(f"cannot write the results file {self.path}: {exc.strerror or exc}") from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced between the check and the open
+                raise ResultsFileError(f"{self.path} is not a regular file; refusing to write to it: choose another --out")
+            _lock(fd, self.path)
+            self._fd = fd
+            data = self._read()
+            if not data:  # an empty file of ours (or one we may take): write the header
+                write_all(fd, (header + "\n").encode("utf-8"))
+                os.fsync(fd)
+                return self
+            self._check_header(data.split(b"\n", 1)[0])
+            self._repair_tail(data)
+        except BaseException:
+            self._fd = None
             os.close(fd)
+            raise
+        return self
+
+    def _repair_tail(self, data: bytes) -> None:
+        """Drop a last line left incomplete by an interrupted run (its cell is re-run); a header
+        that lacks only its newline gets it (never cut)."""
+        if data.endswith(b"\n"):
+            return
+        cut = data.rfind(b"\n") + 1
+        try:
+            if cut == 0:  # the header alone, checked by the caller, without its newline
+                write_all(self._fd, b"\n")
+            else:
+                print(f"warning: {self.path}: dropping an incomplete last line (left by an interrupted write; "
+                      "its cell will be re-run)", file=sys.stderr)
+                os.ftruncate(self._fd, cut)
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise ResultsFileError(f"cannot repair the results file {self.path}: {exc.strerror or exc}") from None
+
+    def append(self, record: dict) -> None:
+        """Append one record as one line, whole and synced, or raise :class:`ResultsFileError`
+        (leaving the file as it was before the record where the system allows it)."""
+        opened_here = self._fd is None
+        self.open()
+        line = (json.dumps(record, allow_nan=False) + "\n").encode("utf-8")
+        try:
+            before = os.fstat(self._fd).st_size
+            try:
+                write_all(self._fd, line)
+                os.fsync(self._fd)
+            except OSError as exc:
+                try:
+                    os.ftruncate(self._fd, before)
+                    state = "the file is as it was before this record"
+                except OSError:
+                    state = "its last line is incomplete and is dropped when the sweep resumes"
+                what = f"{record.get('algorithm')} H={record.get('horizon')} seed={record.get('seed')}"
+                raise ResultsFileError(
+                    f"could not write the record of {what} to {self.path}: {exc.strerror or exc}; {state}; "
+                    "make room and rerun the same command to resume") from None
+        finally:
+            if opened_here:
+                self.close()
+
+    def close(self) -> None:
+        """Release the lock and close the file (records written so far stay)."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)  # closing the descriptor releases its lock
+
+    def __enter__(self) -> "ResultsFile":
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _lock(fd: int, path: str) -> None:
+    """An exclusive lock on the open results file, or a clear error if another sweep holds it."""
+    try:
+        import fcntl
+    except ImportError:  # no advisory locks on this platform
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise ResultsFileError(
+            f"another sweep is writing to {path} (it holds the file's lock); wait for it to finish, "
+            "or choose another --out") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -139,9 +264,26 @@ class Cell:
         cls = get_task_class(self.task)
         return cls(**{cls.horizon_arg: self.horizon}, **dict(self.task_args))
 
+    def ctor_args(self) -> dict:
+        """The constructor arguments of this cell's task: as given, plus the swept one."""
+        return {**dict(self.task_args), get_task_class(self.task).horizon_arg: self.horizon}
 
-def cell_key(task_name: str, task_args: dict, algorithm: str, seed: int, n_samples: int) -> str:
-    return json.dumps([task_name, task_args, algorithm, seed, n_samples], sort_keys=True)
+
+def cell_key(record: dict, seed: bool = True) -> str:
+    """The identity of a cell: everything that changes its numbers. ``record`` is a results
+    record (or the same fields of a cell not yet run): the task's name, its arguments (the full
+    ``task_args`` after defaults over the arguments as given and the swept one, so that a task
+    whose ``task_args()`` is incomplete still gets one key per horizon), the algorithm's label
+    (which lists the options it was built with), the seed, ``n_samples`` and ``eval_samples``.
+    ``seed=False``: the key of the cell's group of seeds (records that may be pooled)."""
+    args = {**(record.get("task_kwargs") or {}), **(record.get("sweep_arg") or {}), **record["task_args"]}
+    if not record.get("sweep_arg"):  # an old record: the horizon was the swept argument
+        args.setdefault("horizon", record.get("horizon"))
+    key = {"task": record["task"], "args": _jsonable(args), "algorithm": record["algorithm"],
+           "n_samples": record["n_samples"], "eval_samples": record.get("eval_samples")}
+    if seed:
+        key["seed"] = record["seed"]
+    return json.dumps(key, sort_keys=True)
 
 
 _BEST_CACHE: dict[str, dict] = {}
@@ -167,11 +309,14 @@ def _policy_class(policy) -> str:
     return type(policy).__name__
 
 
-def _best_key(task: Task) -> str:
-    return json.dumps([task.name, type(task).__qualname__, task.task_args()], sort_keys=True, default=str)
+def _best_key(task: Task, ctor_args: dict | None = None) -> str:
+    """The task's class and every argument it was built with (``ctor_args``: a task whose
+    task_args() is incomplete must not share one best in class across horizons)."""
+    return json.dumps([task.name, type(task).__module__, type(task).__qualname__, task.task_args(), ctor_args or {}],
+                      sort_keys=True, default=str)
 
 
-def _best(task: Task, policy=None) -> dict:
+def _best(task: Task, policy=None, ctor_args: dict | None = None) -> dict:
     """The best in class, or ``hellinger2 = None`` with the reason when the task has no class
     for which it is computed, or when the policy is neural: the best of the log-linear class is
     not the best of a transformer's or an MLP's class (C(H) is then not reported)."""
@@ -179,7 +324,7 @@ def _best(task: Task, policy=None) -> dict:
 
     if _is_neural(policy):
         return {"hellinger2": None, "method": "unavailable: neural policy class", "exact": False}
-    key = _best_key(task)
+    key = _best_key(task, ctor_args)
     if key not in _BEST_CACHE:
         if task.feature_map() is None:
             _BEST_CACHE[key] = {"hellinger2": None, "method": "unavailable: the task has no log-linear class", "exact": False}
@@ -188,19 +333,19 @@ def _best(task: Task, policy=None) -> dict:
     return _BEST_CACHE[key]
 
 
-def _best_given_fit(task: Task, policy, h2) -> dict:
+def _best_given_fit(task: Task, policy, h2, ctor_args: dict | None = None) -> dict:
     """:func:`_best`, never worse than the learner's own fit: when a log-linear member we fitted
     scores below the cached best in class, the optimiser is run again with that member as a
     start (and as a candidate) and the cache is updated (``improved_by_fit``)."""
     from .best_in_class import best_in_class
     from .policies.loglinear import LogLinearPolicy
 
-    best = _best(task, policy)
+    best = _best(task, policy, ctor_args)
     b = best.get("hellinger2")
     if (b is None or h2.value is None or not isinstance(policy, LogLinearPolicy) or best.get("method") == "closed-form"
             or policy.feature_map is not task.feature_map() or not h2.value < b * (1.0 - 1e-9) - 1e-15):
         return best
-    key = _best_key(task)
+    key = _best_key(task, ctor_args)
     starts = [policy.theta] + ([np.asarray(best["theta"])] if best.get("theta") is not None else [])
     improved = best_in_class(task, starts=starts)
     if improved["hellinger2"] < b:
@@ -264,7 +409,7 @@ def run_cell(cell: Cell, algorithm=None) -> dict:
         raise TypeError(f"algorithm {cell.algorithm!r} returned {type(policy).__name__}, which has no sequence_log_prob()")
     metrics = sequence_metrics(task, policy, n_samples=cell.eval_samples, rng=cell.seed + 1_000_003)
     h2 = metrics["hellinger2"]
-    best = _best_given_fit(task, policy, h2)
+    best = _best_given_fit(task, policy, h2, cell.ctor_args())  # keyed by the cell's task arguments too
     b = best["hellinger2"]
     approx = approx_ci = approx_note = None
     if b is not None and b > 1e-9 and h2.value is not None:
@@ -313,15 +458,48 @@ def _torch_threads() -> int | None:
     return None if torch is None else int(torch.get_num_threads())
 
 
-def worker_threads(workers: int) -> int:
-    """torch threads per worker process: the CPUs shared out, at least one (no oversubscription)."""
-    return max(1, (os.cpu_count() or 1) // workers)
-
-
-def _init_worker(threads: int) -> None:
+def _set_torch_threads(threads: int) -> int:
+    """Set torch's intra-op threads; returns the previous count."""
     import torch
 
+    before = int(torch.get_num_threads())
     torch.set_num_threads(threads)
+    return before
+
+
+def _init_worker(threads: int, parent_pid: int) -> None:
+    """A worker process: the sweep's torch thread count, and death with the sweep's process
+    (a ``kill -9`` of the sweep must not leave workers computing, nor the resource tracker they
+    keep alive)."""
+    _set_torch_threads(threads)
+    _die_with_parent(parent_pid)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Exit when the process ``parent_pid`` is gone: on Linux the kernel sends SIGKILL at once
+    (``prctl(PR_SET_PDEATHSIG)``); everywhere a watchdog thread checks every half second that
+    the parent is still this process's parent."""
+    import signal
+    import threading
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)
+
+    def watch():
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="ar-envs-parent-watchdog", daemon=True).start()
 
 
 # --------------------------------------------------------------------------------------------
@@ -346,7 +524,9 @@ def _picklable(obj) -> bool:
 
 def parse_name_values(items: Iterable[str], option: str = "--task-arg") -> dict:
     """``["eps=0.01", "order=forward"]`` -> ``{"eps": 0.01, "order": "forward"}`` (JSON values,
-    else strings; ``None`` / ``none`` / ``null`` -> ``None``). ``option`` names the flag in errors."""
+    else strings; ``None`` / ``null`` -> ``None``, while ``none`` stays the string, a value of
+    e.g. ``cot``). ``option`` names the flag in errors;
+    a name given twice is refused (which one was meant?)."""
     out: dict[str, Any] = {}
     for item in items or []:
         if "=" not in item:
@@ -355,10 +535,12 @@ def parse_name_values(items: Iterable[str], option: str = "--task-arg") -> dict:
         k = k.strip().replace("-", "_")
         if not k:
             raise ValueError(f"{option} must look like name=value, got {item!r}")
+        if k in out:
+            raise ValueError(f"{option} {k} is given twice; give each argument once")
         try:
             out[k] = json.loads(v)
         except json.JSONDecodeError:
-            out[k] = None if v in ("None", "none", "null") else v
+            out[k] = None if v == "None" else v
     return out
 
 
@@ -371,9 +553,13 @@ def parse_task_args(items: Iterable[str]) -> dict:
 
 
 def parse_horizons(text) -> list[int]:
+    """``"2,5,10"`` (or a list of ints) -> ``[2, 5, 10]``; an empty item (``"2,,3"``) is refused."""
     if isinstance(text, str):
+        items = [x.strip() for x in text.split(",")]
         try:
-            values = [int(x) for x in text.split(",") if x.strip()]
+            if not all(items):
+                raise ValueError
+            values = [int(x) for x in items]
         except ValueError:
             raise ValueError(f"--horizons must be a comma-separated list of integers >= 1, got {text!r}") from None
     else:
@@ -381,6 +567,24 @@ def parse_horizons(text) -> list[int]:
     if not values or min(values) < 1:
         raise ValueError(f"--horizons must be a comma-separated list of integers >= 1, got {text!r}")
     return values
+
+
+def _check_task_args(task_cls: type, task_name: str, task_args: dict) -> None:
+    """Unknown task argument names are a clear error (not a TypeError from deep inside)."""
+    import inspect
+
+    try:
+        params = inspect.signature(task_cls).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    allowed = sorted(k for k, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    unknown = sorted(set(task_args) - set(allowed))
+    if unknown:
+        harg = task_cls.horizon_arg
+        raise ValueError(f"task {task_name!r} has no argument {', '.join(unknown)}; its arguments are "
+                         f"{[a for a in allowed if a != harg]} (and {harg}, set by --horizons)")
 
 
 def sweep(
@@ -394,15 +598,20 @@ def sweep(
     eval_samples: int = 20_000,
     out: str | os.PathLike | None = None,
     workers: int = 1,
+    threads: int = 1,
     progress: bool = True,
 ) -> list[dict]:
     """Run every (horizon, algorithm, seed) cell; append each record to ``out`` as it finishes.
 
     ``task``: a catalogue name, an import path ``pkg.mod:Class`` or a Task subclass.
     ``algorithms``: names, import paths, classes or instances (see ``agents.algorithms.base``).
-    ``workers > 1`` runs cells in that many processes, each with ``cpu_count // workers`` torch
-    threads (:func:`worker_threads`); every record notes its ``torch_threads``.
-    Returns all records for this grid (finished earlier or now).
+    ``workers > 1`` runs cells in that many processes (they die with this one). Every cell runs
+    with ``threads`` torch threads, whatever ``workers`` is, so the numbers do not depend on
+    ``workers`` (torch's reductions are split by thread count; the record notes
+    ``torch_threads``); keep ``workers * threads`` at most the number of CPUs.
+    ``out`` is locked for the sweep's duration (a second sweep on it is refused), and a cell
+    already in it (same :func:`cell_key`) is not run again, nor twice in one sweep (``horizons``
+    ``2,2`` is one horizon). Returns all records for this grid (finished earlier or now).
     """
     task_args = dict(task_args or {})
     horizons = parse_horizons(horizons)
@@ -410,6 +619,7 @@ def sweep(
     n_samples = check_int("n_samples", n_samples, 1)
     eval_samples = check_int("eval_samples", eval_samples, 2)
     workers = check_int("workers", workers, 1)
+    threads = check_int("threads", threads, 1)
     if isinstance(algorithms, str):
         algorithms = [a.strip() for a in algorithms.split(",") if a.strip()]
     if not algorithms:
@@ -427,29 +637,46 @@ def sweep(
         raise ValueError(f"give {harg} with --horizons (the values the sweep varies), not as a task argument")
     # validate the task arguments and that each cell's samples fit in memory (bad input fails
     # before any work)
+    _check_task_args(task_cls, task_name, task_args)
     for h in horizons:
         cell_task = task_cls(**{harg: h}, **task_args)
         cell_task.check_sample_size(n_samples, "n_samples")
         cell_task.check_sample_size(eval_samples, "eval_samples")
 
     results = ResultsFile(out) if out is not None else None
+    with contextlib.ExitStack() as stack:
+        if results is not None:
+            stack.enter_context(results)  # created, locked, repaired: before any cell is computed
+        return _run(task_cls, task_name, task_args, horizons, alg_objs, seeds, n_samples, eval_samples,
+                    results, workers, threads, progress, stack)
+
+
+def _run(task_cls, task_name, task_args, horizons, alg_objs, seeds, n_samples, eval_samples,
+         results, workers, threads, progress, stack) -> list[dict]:
+    """The sweep's body, with ``results`` open and locked (see :func:`sweep`)."""
+    harg = task_cls.horizon_arg
     done = {}
     if results is not None:
         for rec in results.records():
-            done[cell_key(rec["task"], rec["task_args"], rec["algorithm"], rec["seed"], rec["n_samples"])] = rec
-    cells, records = [], []
+            done.setdefault(cell_key(rec), rec)
+    given = _jsonable(task_args)
+    cells, records, seen = [], [], set()
     for h in horizons:
-        full_args = task_cls(**{harg: h}, **task_args).task_args()
+        full_args = _jsonable(task_cls(**{harg: h}, **task_args).task_args())
         for label in alg_objs:
             for seed in range(seeds):
-                key = cell_key(task_name, _jsonable(full_args), label, seed, n_samples)
+                key = cell_key({"task": task_name, "task_args": full_args, "task_kwargs": given, "sweep_arg": {harg: h},
+                                "algorithm": label, "seed": seed, "n_samples": n_samples, "eval_samples": eval_samples})
+                if key in seen:  # e.g. --horizons 2,2: one cell, one record
+                    continue
+                seen.add(key)
                 if key in done:
                     records.append(done[key])
                 else:
                     cells.append(Cell(task_name, tuple(sorted(task_args.items())), h, label, seed, n_samples, eval_samples))
     total = len(cells)
     if progress and len(records):
-        print(f"resuming: {len(records)} cells already in {out}, {total} to run", file=sys.stderr)
+        print(f"resuming: {len(records)} cells already in {results.path}, {total} to run", file=sys.stderr)
     t0 = time.perf_counter()
 
     def finish(i, rec):
@@ -459,26 +686,39 @@ def sweep(
         if progress:
             c = rec.get("approx_factor")
             c_txt = "n/a" if c is None else f"{c:.3g}"
+            h2 = rec.get("hellinger2")
+            h2_txt = "n/a" if h2 is None else f"{h2:.4g}"
             print(
                 f"[{i}/{total}] {rec['task']} H={rec['horizon']} {rec['algorithm']} seed={rec['seed']}: "
-                f"D_H^2={rec['hellinger2']:.4g} C={c_txt} ({rec['wall_s']:.2f}s, {time.perf_counter() - t0:.0f}s total)",
+                f"D_H^2={h2_txt} C={c_txt} ({rec['wall_s']:.2f}s, {time.perf_counter() - t0:.0f}s total)",
                 file=sys.stderr,
             )
 
     picklable = all(isinstance(a, str) or _picklable(a) for a in alg_objs.values())
     if workers > 1 and total > 1 and picklable:
         # fresh interpreters ("spawn"): a forked child of a process whose torch/OpenMP thread
-        # pool is already running can deadlock. Each worker gets its share of the CPUs for torch
-        # (by default every process would start one thread per CPU, and they would fight).
+        # pool is already running can deadlock. Each worker runs its cells on ``threads`` torch
+        # threads, as this process does, and dies with this process.
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
-                                 initargs=(worker_threads(workers),)) as pool:
-            futures = [pool.submit(run_cell, c, alg_objs[c.algorithm]) for c in cells]
-            for i, fut in enumerate(as_completed(futures), start=1):
-                finish(i, fut.result())
-    else:
+        pool = ProcessPoolExecutor(max_workers=min(workers, total), mp_context=context, initializer=_init_worker,
+                                   initargs=(threads, os.getpid()))
+        stack.callback(_stop_pool, pool)  # on any error (a full disk, Ctrl-C): stop, never finish the grid
+        futures = [pool.submit(run_cell, c, alg_objs[c.algorithm]) for c in cells]
+        for i, fut in enumerate(as_completed(futures), start=1):
+            finish(i, fut.result())
+        pool.shutdown(wait=True)
+    elif cells:
+        stack.callback(_set_torch_threads, _set_torch_threads(threads))  # restored after the sweep
         for i, c in enumerate(cells, start=1):
             finish(i, run_cell(c, alg_objs[c.algorithm]))
     order = {(h, a, s): k for k, (h, a, s) in enumerate((h, a, s) for h in horizons for a in alg_objs for s in range(seeds))}
     records.sort(key=lambda r: order.get((r.get("sweep_arg", {}).get(harg, r["horizon"]), r["algorithm"], r["seed"]), 0))
     return records
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Cancel the cells not started and end the workers (after a clean shutdown: nothing left)."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        if proc.is_alive():
+            proc.terminate()

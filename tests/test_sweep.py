@@ -69,7 +69,11 @@ def test_foreign_results_file_is_refused_and_untouched(tmp_path):
     assert binary.read_bytes() == b"\x89PNG\r\n\x1a\n"
 
 
-def test_parallel_workers_share_the_cpus_for_torch(tmp_path, monkeypatch):
+def test_every_cell_runs_on_the_same_torch_threads_whatever_the_workers(tmp_path, monkeypatch):
+    # torch splits its reductions by thread count: the same count in every cell, whatever
+    # --workers is, gives the same numbers with 1 and 2 workers (issue 9 item 16)
+    import torch
+
     (tmp_path / "thread_algos.py").write_text(textwrap.dedent('''
         import torch
         from agents.algorithms import get_algorithm
@@ -80,12 +84,15 @@ def test_parallel_workers_share_the_cpus_for_torch(tmp_path, monkeypatch):
                 return get_algorithm("bc").fit(task, demos, seed)
     '''))
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(os, "cpu_count", lambda: 8)  # read in the parent, which hands each worker its share
-    recs = sweep("two-branch", [4, 6], ["thread_algos:CountThreads"], workers=2, **FAST)
-    assert len(recs) == 4 and all(r["fit_log"]["threads_in_fit"] == 4 == r["torch_threads"] for r in recs)
-    from agents.sweep import worker_threads
-
-    assert worker_threads(2) == 4 and worker_threads(16) == 1
+    before = torch.get_num_threads()
+    serial = sweep("two-branch", [4, 6], ["thread_algos:CountThreads"], workers=1, threads=2, **FAST)
+    assert torch.get_num_threads() == before  # restored after the sweep
+    parallel = sweep("two-branch", [4, 6], ["thread_algos:CountThreads"], workers=2, threads=2, **FAST)
+    for recs in (serial, parallel):
+        assert len(recs) == 4 and all(r["fit_log"]["threads_in_fit"] == 2 == r["torch_threads"] for r in recs)
+    assert _strip(serial) == _strip(parallel)
+    with pytest.raises(ValueError, match="threads"):
+        sweep("two-branch", [4], ["bc"], threads=0, **FAST)
 
 
 def test_monte_carlo_cells_carry_intervals(tmp_path):
@@ -197,13 +204,15 @@ def test_cli_list_and_sweep_and_report(tmp_path, capsys):
     assert main(argv) == 0
     assert main(["report", str(out)]) == 0
     shown = capsys.readouterr().out
-    assert "hellinger-bc" in shown and os.path.exists(tmp_path / "two-branch-approx_factor.png")
+    assert "hellinger-bc" in shown and os.path.exists(tmp_path / "r-approx_factor.png")  # named after the results file
 
 
 def test_console_script_demo_runs_small(tmp_path):
     exe = os.path.join(os.path.dirname(sys.executable), "ar-envs")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the script runs this checkout's code
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
     res = subprocess.run([exe, "demo", "--seeds", "1", "--samples", "200", "--quiet", "--out", str(tmp_path / "d.jsonl"),
-                          "--plots", str(tmp_path)], capture_output=True, text=True, timeout=300)
+                          "--plots", str(tmp_path)], capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == 0, res.stderr
     assert "500 |" in res.stdout and "rho" in res.stdout and "task rare-token" in res.stdout
     assert "block-hellinger[K=16]" in res.stdout and "dagger" in res.stdout
