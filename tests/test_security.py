@@ -1,0 +1,115 @@
+"""Hostile files and hostile plug-ins (issue 9, items 1, 2, 3, 13, 14).
+
+* A file never names code to run: a policy file's class comes from an allow-list, never from an
+  import; an import path given as an algorithm must be an algorithm before anything uses it.
+* Policy files carry a checksum; non-finite weights are refused on save and on load.
+* A demonstrations file is checked against its metadata before anything is decompressed.
+* A policy's outputs are validated before they are scored (normalised, finite, <= 0).
+* Constructor arguments of the log-linear algorithms are validated; an unconverged L-BFGS fit
+  says so in its log.
+"""
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from agents.algorithms import BC, TeacherlessPolicy, get_algorithm
+from agents.cli import main
+from agents.policies import GPTPolicy, TokenPolicy, WindowPolicy, make_policy, stream_spec
+from ar_envs.tasks import TwoBranch
+
+
+def tiny_policy(task=None):
+    task = task or TwoBranch(horizon=3, eps=0.1)
+    return task, make_policy("linear", task, seed=0, window=2, embed_dim=4)
+
+
+def rewrite(path, **fields):
+    """Replace fields of a saved policy file (its checksum is left as it was)."""
+    payload = torch.load(path, weights_only=True)
+    payload.update(fields)
+    torch.save(payload, path)
+    return payload
+
+
+class MyPolicy(WindowPolicy):
+    """A user's own policy class: loadable only when the loader is given it."""
+
+
+# --------------------------------------------------------------------------------------------
+# 1. no code runs from a file
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["pwnmod:X", "this:s"])
+@pytest.mark.parametrize("loader", [TokenPolicy.load, TeacherlessPolicy.load])
+def test_a_policy_file_never_imports_the_module_it_names(tmp_path, monkeypatch, capsys, name, loader):
+    marker = tmp_path / "imported.txt"
+    (tmp_path / "pwnmod.py").write_text(f"open({str(marker)!r}, 'w').close()\nclass X:\n    pass\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))  # importable, were the loader to try
+    for mod in ("pwnmod", "this"):
+        monkeypatch.delitem(sys.modules, mod, raising=False)
+    _, policy = tiny_policy()
+    path = tmp_path / "p.pt"
+    policy.save(path)
+    rewrite(path, **{"class": name})
+    with pytest.raises(ValueError) as refused:
+        loader(path)
+    assert not marker.exists()
+    assert "pwnmod" not in sys.modules and "this" not in sys.modules
+    assert "Beautiful is better" not in capsys.readouterr().out
+    assert refused.match(r"not one this loader may build \(allowed: .*WindowPolicy")
+
+
+def test_own_policy_classes_load_only_when_given(tmp_path):
+    task = TwoBranch(horizon=3, eps=0.1)
+    torch.manual_seed(0)
+    mine = MyPolicy(stream_spec(task), window=2, embed_dim=4)
+    path = tmp_path / "mine.pt"
+    mine.save(path)
+    with pytest.raises(ValueError, match="MyPolicy.*allowed"):
+        TokenPolicy.load(path)
+    ctx, seq = np.zeros((4, 0), dtype=np.int64), np.array([[0, 0, 0], [0, 1, 0], [1, 1, 1], [0, 0, 1]])
+    for loaded in (TokenPolicy.load(path, classes=[MyPolicy]), TokenPolicy.load(path, classes=MyPolicy),
+                   MyPolicy.load(path)):
+        assert type(loaded) is MyPolicy
+        np.testing.assert_array_equal(loaded.sequence_log_prob(ctx, seq), mine.sequence_log_prob(ctx, seq))
+    with pytest.raises(ValueError, match="allowed"):  # a GPTPolicy loader never returns a window policy
+        GPTPolicy.load(path, classes=[MyPolicy])
+    with pytest.raises(ValueError, match="classes must"):
+        TokenPolicy.load(path, classes=[int])
+
+
+@pytest.mark.parametrize("spec", ["builtins:print", "os:getcwd", "collections:OrderedDict", "json:dumps", "builtins:int"])
+def test_import_paths_that_are_not_algorithms_are_refused_before_use(spec, tmp_path, capsys):
+    with pytest.raises(ValueError, match="is not an algorithm: needs a class with fit"):
+        get_algorithm(spec)
+    out = tmp_path / "r.jsonl"
+    assert main(["sweep", "--task", "two-branch", "--horizons", "2", "--algorithms", spec, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "is not an algorithm" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+    # with --algo-arg the CLI builds instances itself: the same check comes first
+    assert main(["sweep", "--task", "two-branch", "--horizons", "2", "--algorithms", spec, "--algo-arg", "max_iter=3",
+                 "--out", str(out)]) == 2
+    assert "is not an algorithm" in capsys.readouterr().err
+
+
+def test_an_algorithm_class_is_checked_before_it_is_built(tmp_path, monkeypatch):
+    marker = tmp_path / "built.txt"
+    (tmp_path / "useralgs.py").write_text(
+        f"class NoSeed:\n    def __init__(self):\n        open({str(marker)!r}, 'w').close()\n"
+        "    def fit(self, task, demos):\n        return None\n\n"
+        "def two_args(task, demos):\n    return None\n\n"
+        "def good(task, demos, seed):\n    return None\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "useralgs", raising=False)
+    for spec in ("useralgs:NoSeed", "useralgs:two_args"):
+        with pytest.raises(ValueError, match="does not take \\(task, demos, seed\\)"):
+            get_algorithm(spec)
+    assert not marker.exists()
+    assert get_algorithm("useralgs:good").name == "useralgs:good"
