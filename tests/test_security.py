@@ -113,3 +113,101 @@ def test_an_algorithm_class_is_checked_before_it_is_built(tmp_path, monkeypatch)
             get_algorithm(spec)
     assert not marker.exists()
     assert get_algorithm("useralgs:good").name == "useralgs:good"
+
+
+# --------------------------------------------------------------------------------------------
+# 2. policy files: checksum, finite weights
+# --------------------------------------------------------------------------------------------
+
+
+def flip_weight_byte(path, dst):
+    """Copy ``path`` to ``dst`` with one byte of the first weight tensor flipped (zip CRCs untouched)."""
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        info = next(i for i in zf.infolist() if i.filename.endswith("/data/0"))
+    data = bytearray(path.read_bytes())
+    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26 : info.header_offset + 30])
+    data[info.header_offset + 30 + name_len + extra_len + 1] ^= 0x01
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def test_one_flipped_weight_byte_is_refused(tmp_path):
+    _, policy = tiny_policy()
+    good = tmp_path / "good.pt"
+    policy.save(good)
+    bad = flip_weight_byte(good, tmp_path / "bad.pt")
+    assert bad.read_bytes() != good.read_bytes()
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        TokenPolicy.load(bad)
+    # a changed config or weight tensor saved again by torch (a valid archive) is refused too
+    payload = torch.load(good, weights_only=True)
+    state = dict(payload["state_dict"])
+    name = sorted(state)[0]
+    state[name] = state[name] + 1e-3
+    for fields in ({"state_dict": state}, {"config": {**payload["config"], "window": 3}}, {"sha256": "0" * 64}):
+        changed = tmp_path / "changed.pt"
+        policy.save(changed)
+        rewrite(changed, **fields)
+        with pytest.raises(ValueError, match="checksum mismatch"):
+            TokenPolicy.load(changed)
+    payload.pop("sha256")
+    torch.save(payload, tmp_path / "no_sum.pt")
+    with pytest.raises(ValueError, match="'sha256' missing"):
+        TokenPolicy.load(tmp_path / "no_sum.pt")
+    assert isinstance(TokenPolicy.load(good), WindowPolicy)
+
+
+@pytest.mark.parametrize("bad_value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_weights_are_refused_on_save_and_on_load(tmp_path, bad_value):
+    from agents.policies.base import policy_checksum
+
+    _, policy = tiny_policy()
+    path = tmp_path / "p.pt"
+    policy.save(path)
+    with torch.no_grad():
+        policy.head.weight[0, 0] = bad_value
+    with pytest.raises(ValueError, match=r"cannot save WindowPolicy: weight 'head.weight' holds non-finite values"):
+        policy.save(path)
+    assert isinstance(TokenPolicy.load(path), WindowPolicy)  # the earlier file is untouched
+    # a file holding NaN weights under a correct checksum (as another writer could make it)
+    payload = torch.load(path, weights_only=True)
+    payload["state_dict"] = {**payload["state_dict"], "head.weight": policy.head.weight.detach().clone()}
+    payload["sha256"] = policy_checksum(payload)
+    torch.save(payload, path)
+    with pytest.raises(ValueError, match="weight 'head.weight' holds non-finite values"):
+        TokenPolicy.load(path)
+
+
+def test_policy_file_with_compressed_entries_or_an_oversized_config_is_refused_unread(tmp_path):
+    import resource
+    import zipfile
+
+    from agents.policies.base import policy_checksum
+
+    _, policy = tiny_policy()
+    good = tmp_path / "good.pt"
+    policy.save(good)
+    packed = tmp_path / "packed.pt"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(packed, "w", compression=zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info))
+    with pytest.raises(ValueError, match="is compressed"):
+        TokenPolicy.load(packed)
+    # a config that would build a 10^6 x 10^6 embedding (4 TB): refused before anything is built
+    payload = torch.load(good, weights_only=True)
+    payload["config"] = {**payload["config"], "embed_dim": 10**6, "window": 10**6}
+    payload["sha256"] = policy_checksum(payload)
+    huge = tmp_path / "huge.pt"
+    torch.save(payload, huge)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ValueError, match="other weights than the file holds"):
+        TokenPolicy.load(huge)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB: under 100 MB
+    (tmp_path / "garbage.pt").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="not a zip archive"):
+        TokenPolicy.load(tmp_path / "garbage.pt")
+    with pytest.raises(FileNotFoundError):
+        TokenPolicy.load(tmp_path / "missing.pt")
