@@ -211,3 +211,80 @@ def test_policy_file_with_compressed_entries_or_an_oversized_config_is_refused_u
         TokenPolicy.load(tmp_path / "garbage.pt")
     with pytest.raises(FileNotFoundError):
         TokenPolicy.load(tmp_path / "missing.pt")
+
+
+# --------------------------------------------------------------------------------------------
+# 3. a small .npz never unpacks into a large allocation
+# --------------------------------------------------------------------------------------------
+
+BOMB_ROWS = 2**23  # x 8 columns of uint8: 64 MiB of zeros, about 64 KB deflated
+
+
+def write_bomb(path, *, meta_rows: int, header_rows: int, data_rows: int, entry: str = "sequences",
+               deflate: bool = True):
+    """A demonstrations-shaped .npz whose ``entry`` is zeros (deflated unless ``deflate=False``):
+    its metadata declares ``(meta_rows, 8)``, its .npy header ``(header_rows, 8)``, and it holds
+    ``data_rows`` rows."""
+    import json
+    import zipfile
+
+    from ar_envs.data import FORMAT_NAME
+
+    arrays = {"contexts": {"dtype": "|u1", "shape": [meta_rows, 0]}, "sequences": {"dtype": "|u1", "shape": [meta_rows, 8]}}
+    meta = {"format": FORMAT_NAME, "version": 1, "task_name": "two-branch", "task_args": {}, "seed": 0,
+            "n": meta_rows, "arrays": arrays, "sha256": "0" * 64}
+    meta_bytes = json.dumps(meta).encode()
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED) as zf:
+        def member(name, rows, shape_tail, data_rows_):
+            with zf.open(name + ".npy", "w", force_zip64=True) as fh:
+                np.lib.format.write_array_header_1_0(fh, {"descr": "|u1", "fortran_order": False,
+                                                          "shape": (rows, *shape_tail)})
+                left = data_rows_ * int(np.prod(shape_tail))
+                chunk = bytes(1 << 20)
+                while left > 0:
+                    fh.write(chunk[: min(left, len(chunk))])
+                    left -= len(chunk)
+
+        if entry == "metadata":
+            with zf.open("metadata.npy", "w", force_zip64=True) as fh:
+                np.lib.format.write_array_header_1_0(fh, {"descr": "|u1", "fortran_order": False,
+                                                          "shape": (len(meta_bytes) + data_rows * 8,)})
+                fh.write(meta_bytes)
+                for _ in range(data_rows * 8 // (1 << 20)):
+                    fh.write(b" " * (1 << 20))  # JSON allows trailing blanks
+        else:
+            np.lib.format.write_array(buf := __import__("io").BytesIO(), np.frombuffer(meta_bytes, dtype=np.uint8))
+            zf.writestr("metadata.npy", buf.getvalue())
+        member("contexts", meta_rows, (0,), 0)
+        member("sequences", header_rows, (8,), data_rows)
+    return path
+
+
+@pytest.mark.parametrize("case, match", [
+    ("header_disagrees", r"array 'sequences' is \|u1 \[8388608, 8\], metadata says"),
+    ("size_disagrees", r"entry 'sequences' holds 1728 bytes, its header declares 928"),
+    ("consistent_but_huge", r"compressed entry 'sequences' would expand from \d+ to 67108992 bytes \(more than 100x"),
+    ("huge_metadata", r"compressed entry 'metadata' would expand"),
+])
+def test_a_small_npz_is_refused_before_it_is_decompressed(tmp_path, case, match):
+    import os
+    import tracemalloc
+
+    from ar_envs.data import load_demonstrations
+
+    rows = {"header_disagrees": dict(meta_rows=100, header_rows=BOMB_ROWS, data_rows=0, deflate=False),
+            "size_disagrees": dict(meta_rows=100, header_rows=100, data_rows=200, deflate=False),
+            "consistent_but_huge": dict(meta_rows=BOMB_ROWS, header_rows=BOMB_ROWS, data_rows=BOMB_ROWS),
+            "huge_metadata": dict(meta_rows=100, header_rows=100, data_rows=100, entry="metadata")}[case]
+    if case == "huge_metadata":
+        rows["data_rows"] = BOMB_ROWS
+    path = write_bomb(tmp_path / "bomb.npz", **rows)
+    assert os.path.getsize(path) < 1_000_000  # a small file ...
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=match):
+            load_demonstrations(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 2**20, f"refusing the file took {peak} bytes"  # ... refused without unpacking 64 MiB
