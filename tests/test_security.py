@@ -19,6 +19,7 @@ import torch
 from agents.algorithms import BC, TeacherlessPolicy, get_algorithm
 from agents.cli import main
 from agents.policies import GPTPolicy, TokenPolicy, WindowPolicy, make_policy, stream_spec
+from ar_envs.metrics import all_sequences
 from ar_envs.tasks import TwoBranch
 
 
@@ -291,3 +292,161 @@ def test_a_small_npz_is_refused_before_it_is_decompressed(tmp_path, case, match)
         tracemalloc.stop()
     assert peak < 4 * 2**20, f"refusing the file took {peak} bytes"  # ... refused without unpacking 64 MiB
     assert refused.match(match)
+
+
+# --------------------------------------------------------------------------------------------
+# 13. a policy's outputs are validated before they are scored
+# --------------------------------------------------------------------------------------------
+
+POLICY_MODULE = '''
+import numpy as np
+from agents.algorithms import BC
+
+
+class Tempered:
+    """BC's law raised to the power 1/2 and never renormalised: every log-probability <= 0,
+    but the probabilities of a context sum to more than 1."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def sequence_log_prob(self, contexts, sequences):
+        return 0.5 * self.inner.sequence_log_prob(contexts, sequences)
+
+    def sample(self, contexts, rng=None):
+        return self.inner.sample(contexts, rng)
+
+
+class Returns:
+    """A policy whose sequence_log_prob returns a fixed value (or maker(n))."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def sequence_log_prob(self, contexts, sequences):
+        return self.value(len(sequences)) if callable(self.value) else np.full(len(sequences), self.value)
+
+
+def tempered_bc(task, demos, seed):
+    return Tempered(BC().fit(task, demos, seed))
+
+
+def plus_inf(task, demos, seed):
+    return Returns(np.inf)
+'''
+
+
+@pytest.fixture
+def user_policies(tmp_path, monkeypatch):
+    """The module ``user_policies`` (a user's algorithms and policies) importable from ``tmp_path``."""
+    import importlib
+
+    (tmp_path / "user_policies.py").write_text(POLICY_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "user_policies", raising=False)
+    return importlib.import_module("user_policies")
+
+
+def test_an_unnormalised_policy_is_refused_with_its_class_named(user_policies):
+    from ar_envs.data import generate
+    from ar_envs.metrics import sequence_metrics
+
+    task = TwoBranch(horizon=5, eps=0.1)  # 2^5 sequences: the enumeration path
+    bc = BC().fit(task, generate(task, 300, seed=0), 0)
+    mass = float(np.exp(0.5 * bc.sequence_log_prob(np.zeros((32, 0), np.int64), all_sequences(2, 5))).sum())
+    assert mass > 1.5  # the reproducer is far from a law; its C(H) used to be recorded as a number
+    with pytest.raises(ValueError, match=rf"Tempered.sequence_log_prob is not a probability law: its probabilities "
+                                         rf"sum to {mass:.6f}\d* over the 2\^5 sequences of context #0"):
+        sequence_metrics(task, user_policies.Tempered(bc))
+    # the same law renormalised is scored (and agrees with BC itself when it is BC)
+    assert sequence_metrics(task, bc)["hellinger2"].value >= 0
+
+
+@pytest.mark.parametrize("horizon", [5, 40], ids=["enumeration", "monte-carlo"])
+@pytest.mark.parametrize("value, match", [
+    (np.inf, r"returned inf for sequence \[.*\]: log-probabilities must be <= 0 \(within 1e-06\) or -inf, never NaN"),
+    (np.nan, r"returned nan for sequence"),
+    (0.5, r"returned 0.5 for sequence"),
+    (lambda n: np.zeros(n + 1), r"returned shape \(\d+,\) for \d+ sequences"),
+    (lambda n: np.zeros((n, 1)), r"returned shape \(\d+, 1\) for \d+ sequences"),
+    (lambda n: np.zeros(n, dtype=complex), r"returned complex numbers"),
+    (lambda n: np.array(["a"] * n), r"returned <U1 values"),
+], ids=["+inf", "nan", "positive", "too-long", "2-d", "complex", "strings"])
+def test_broken_log_probabilities_are_refused_on_every_path(user_policies, horizon, value, match):
+    from ar_envs.metrics import sequence_metrics
+
+    task = TwoBranch(horizon=horizon, eps=0.1)
+    with pytest.raises(ValueError, match="Returns.sequence_log_prob " + match):
+        sequence_metrics(task, user_policies.Returns(value), n_samples=500, rng=0)
+
+
+def test_monte_carlo_path_refuses_a_grossly_unnormalised_policy_and_keeps_laws(user_policies):
+    from ar_envs.metrics import check_affinity_sample, sequence_metrics
+
+    task = TwoBranch(horizon=40, eps=0.1)  # 2^40 sequences: Monte Carlo
+    with pytest.raises(ValueError, match=r"Returns.sequence_log_prob is not a probability law: over 2000 expert "
+                                         r"samples the mean of sqrt\(P/P\*\) is .* > 23.3"):
+        sequence_metrics(task, user_policies.Returns(0.0), n_samples=2000, rng=0)
+    # the threshold is Cantelli's: a law (here the expert itself, sqrt(P/P*) = 1) always passes,
+    # and so does a sample mean just under 1 + sqrt((1 - 1e-6) / (1e-6 n))
+    check_affinity_sample(object(), np.ones(2000))
+    check_affinity_sample(object(), np.full(2000, 1 + np.sqrt((1 - 1e-6) / (1e-6 * 2000)) - 1e-9))
+    with pytest.raises(ValueError):
+        check_affinity_sample(object(), np.full(2000, 1 + np.sqrt((1 - 1e-6) / (1e-6 * 2000)) + 1e-9))
+
+
+def test_bad_state_tables_and_samples_are_refused(user_policies):
+    from ar_envs.data import generate
+    from ar_envs.metrics import sequence_metrics
+
+    task = TwoBranch(horizon=5, eps=0.1)
+    bc = BC().fit(task, generate(task, 300, seed=0), 0)
+
+    class Table:
+        feature_map = task.feature_map()
+
+        def __init__(self, table):
+            self.state_probs = table
+
+        def sequence_log_prob(self, contexts, sequences):
+            return bc.sequence_log_prob(contexts, sequences)
+
+    good = np.asarray(bc.state_probs)
+    for table, match in [(good * 1.5, r"Table.state_probs is not normalised: row \(context, state\) \(0, \d+\) sums to 1.5"),
+                         (np.where(good > 0.5, np.nan, good), "negative or non-finite"),
+                         (good[..., :1], "has shape")]:
+        with pytest.raises(ValueError, match=match):
+            sequence_metrics(task, Table(table))
+    assert sequence_metrics(task, Table(good))["hellinger2"].value == pytest.approx(
+        sequence_metrics(task, bc)["hellinger2"].value, abs=1e-12)
+
+    class BadSampler(user_policies.Tempered):
+        def sequence_log_prob(self, contexts, sequences):
+            return self.inner.sequence_log_prob(contexts, sequences)
+
+        def sample(self, contexts, rng=None):
+            return np.full((len(contexts), 40), 7)
+
+    long_task = TwoBranch(horizon=40, eps=0.1)
+    long_bc = BC().fit(long_task, generate(long_task, 300, seed=0), 0)
+    with pytest.raises(ValueError, match=r"BadSampler.sample returned bad sequences must hold tokens in \[0, 1\]"):
+        sequence_metrics(long_task, BadSampler(long_bc), n_samples=500, rng=0)
+
+
+@pytest.mark.parametrize("algorithm, match", [("user_policies:tempered_bc", "Tempered.sequence_log_prob is not a probability law"),
+                                              ("user_policies:plus_inf", "Returns.sequence_log_prob returned inf")])
+def test_the_sweep_fails_the_cell_instead_of_recording_nonsense(user_policies, tmp_path, capsys, algorithm, match):
+    from agents.sweep import ResultsFile, sweep
+
+    out = tmp_path / "r.jsonl"
+    with pytest.raises(ValueError, match=rf"{algorithm} on two-branch H=5 seed=0: {match}"):
+        sweep("two-branch", [5], ["bc", algorithm], seeds=1, n_samples=300, eval_samples=2000, out=out, progress=True)
+    assert [r["algorithm"] for r in ResultsFile(out).records()] == ["bc"]  # only the good cell
+    # the CLI: one line, exit 2, no traceback (the progress line never sees a null)
+    out2 = tmp_path / "r2.jsonl"
+    argv = ["sweep", "--task", "two-branch", "--horizons", "5", "--algorithms", algorithm, "--seeds", "1",
+            "--samples", "300", "--eval-samples", "2000", "--out", str(out2)]
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert match in err and "Traceback" not in err
