@@ -8,12 +8,13 @@ smooth map ``u -> B tanh(||u||) u / ||u||`` onto the open ball, so L-BFGS runs u
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import numpy as np
 import torch
 
-from ar_envs.core import FeatureMap
+from ar_envs.core import FeatureMap, check_int
 
 
 
@@ -85,18 +86,31 @@ def log_table_torch(fm: FeatureMap, theta: torch.Tensor) -> torch.Tensor:
     return torch.log_softmax(logits, dim=-1)
 
 
+TOLERANCE_GRAD = 1e-10  # L-BFGS stops when the gradient's largest entry is below this
+TOLERANCE_CHANGE = 1e-13  # ... or when a step or the loss changes less than this
+
+
 def minimise(
     fm: FeatureMap,
     loss_of_log_table: Callable[[torch.Tensor], torch.Tensor],
     theta0: np.ndarray | None = None,
     max_iter: int = 500,
-) -> tuple[np.ndarray, float]:
-    """Minimise ``loss(log_table(theta))`` over the class with L-BFGS; returns ``(theta, loss)``."""
+) -> tuple[np.ndarray, float, dict]:
+    """Minimise ``loss(log_table(theta))`` over the class with L-BFGS; returns ``(theta, loss, status)``.
+
+    ``status`` says whether the fit can be trusted: ``iterations`` and ``loss_evals`` spent,
+    ``grad_max`` (the largest entry of the gradient at the end, in the optimiser's unconstrained
+    coordinates) and ``converged``: L-BFGS stopped on its own tolerances (gradient below
+    ``TOLERANCE_GRAD``, or a step or loss change below ``TOLERANCE_CHANGE``) rather than by
+    running out of its budget (``max_iter`` iterations, ``1.25 max_iter`` loss evaluations).
+    ``max_iter`` must be an integer >= 1.
+    """
+    max_iter = check_int("max_iter", max_iter, 1)
     tm = ThetaMap(fm)
     start = np.zeros(fm.dim) if theta0 is None else tm.inverse(theta0)
     u = torch.tensor(start, requires_grad=True)
     opt = torch.optim.LBFGS(
-        [u], lr=1.0, max_iter=max_iter, tolerance_grad=1e-10, tolerance_change=1e-13,
+        [u], lr=1.0, max_iter=max_iter, tolerance_grad=TOLERANCE_GRAD, tolerance_change=TOLERANCE_CHANGE,
         history_size=20, line_search_fn="strong_wolfe",
     )
 
@@ -107,13 +121,31 @@ def minimise(
         return loss
 
     opt.step(closure)
+    state = opt.state[u]
+    iterations, evals = int(state.get("n_iter", 0)), int(state.get("func_evals", 0))
+    loss_t = closure()  # the loss and gradient where L-BFGS stopped
+    grad_max = float(u.grad.abs().max()) if u.grad is not None and u.numel() else 0.0
     with torch.no_grad():
         theta = tm.theta(u)
-        loss = float(loss_of_log_table(log_table_torch(fm, theta)))
+    loss = float(loss_t.detach())
     theta = theta.detach().numpy().copy()
     if not np.all(np.isfinite(theta)) or not np.isfinite(loss):
         raise FloatingPointError(f"the optimiser diverged (theta={theta}, loss={loss})")
-    return theta, loss
+    budget_spent = iterations >= max_iter or evals >= opt.param_groups[0]["max_eval"]
+    status = {"converged": bool(grad_max <= TOLERANCE_GRAD or not budget_spent), "iterations": iterations,
+              "loss_evals": evals, "grad_max": grad_max}
+    return theta, loss, status
+
+
+def warn_unconverged(name: str, status: dict, max_iter: int) -> None:
+    """A ``RuntimeWarning`` when a fit's ``status`` (from :func:`minimise`) is not converged, so an
+    unconverged fit is never reported silently (its log also says ``"converged": false``)."""
+    if not status["converged"]:
+        warnings.warn(
+            f"{name}: L-BFGS stopped after {status['iterations']} iterations (max_iter={max_iter}) without converging "
+            f"(largest gradient entry {status['grad_max']:.3g}); the fit is not the objective's minimiser: raise max_iter",
+            RuntimeWarning, stacklevel=3,
+        )
 
 
 def parameter_grid(fm: FeatureMap, max_candidates: int = 512, rng=None) -> np.ndarray:

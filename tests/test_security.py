@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from agents.algorithms import BC, TeacherlessPolicy, get_algorithm
+from agents.algorithms import (BC, PPO, DAgger, HellingerBC, RhoEstimator, ScheduledSampling, SmoothedBC, Teacherless,
+                               TeacherlessPolicy, get_algorithm)
 from agents.cli import main
 from agents.policies import GPTPolicy, TokenPolicy, WindowPolicy, make_policy, stream_spec
 from ar_envs.metrics import all_sequences
@@ -450,3 +451,67 @@ def test_the_sweep_fails_the_cell_instead_of_recording_nonsense(user_policies, t
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert match in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------------------------
+# 14. numeric constructor arguments are validated; an unconverged fit says so
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", [BC, SmoothedBC, HellingerBC], ids=["bc", "smoothed-bc", "hellinger-bc"])
+@pytest.mark.parametrize("value", [0, -1, 2.5, "abc", True, None, float("nan")])
+def test_max_iter_must_be_a_positive_integer(cls, value):
+    with pytest.raises(ValueError, match=r"max_iter must be an integer >= 1, got"):
+        cls(max_iter=value)
+
+
+@pytest.mark.parametrize("cls, kwargs, match", [
+    (SmoothedBC, {"gamma": 1.0}, r"gamma must be a finite number in \[0.0, 1.0\)"),
+    (SmoothedBC, {"gamma": float("nan")}, "gamma must be a finite number"),
+    (SmoothedBC, {"gamma": "x"}, "gamma must be a number"),
+    (RhoEstimator, {"max_candidates": 0}, "max_candidates must be an integer >= 1"),
+    (DAgger, {"rounds": -1}, "rounds must be an integer >= 0"),
+    (DAgger, {"beta_rampdown": 0}, "beta_rampdown must be an integer >= 1"),
+    (Teacherless, {"epochs": 0}, "epochs must be an integer >= 1"),
+    (ScheduledSampling, {"k": 0.5}, "k must be a finite number"),
+    (PPO, {"gamma": 1.5}, "gamma must be a finite number"),
+])
+def test_other_numeric_constructor_arguments_are_validated(cls, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        cls(**kwargs)
+
+
+def test_max_iter_zero_on_the_command_line_is_refused_before_any_cell(tmp_path, capsys):
+    out = tmp_path / "r.jsonl"
+    argv = ["sweep", "--task", "two-branch", "--horizons", "4", "--algorithms", "bc", "--algo-arg", "max_iter=0",
+            "--seeds", "1", "--samples", "200", "--eval-samples", "500", "--out", str(out)]
+    assert main(argv) == 2
+    assert "max_iter must be an integer >= 1, got 0" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_an_unconverged_fit_says_so_and_a_converged_one_too(tmp_path):
+    import warnings
+
+    from agents.loglinear_fit import TOLERANCE_GRAD
+    from agents.sweep import sweep
+    from ar_envs.data import generate
+
+    task = TwoBranch(horizon=8, eps=0.1)
+    demos = generate(task, 300, seed=0)
+    with pytest.warns(RuntimeWarning, match=r"bc: L-BFGS stopped after 1 iterations \(max_iter=1\) without converging"):
+        short = BC(max_iter=1)
+        short.fit(task, demos, 0)
+    assert short.log["converged"] is False and short.log["iterations"] == 1 and short.log["grad_max"] > 1e-3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        full = BC()
+        full.fit(task, demos, 0)
+    assert full.log["converged"] is True and 1 <= full.log["iterations"] < 500
+    # at the MLE the gradient vanishes: the recorded grad_max is tiny, far below the 1-step fit's
+    assert full.log["grad_max"] < 1e-5 and full.log["grad_max"] < 1e-3 * short.log["grad_max"]
+    assert TOLERANCE_GRAD <= 1e-10
+    # the sweep's record carries it
+    with pytest.warns(RuntimeWarning):
+        recs = sweep("two-branch", [8], [BC(max_iter=1)], seeds=1, n_samples=300, eval_samples=500, progress=False)
+    assert recs[0]["fit_log"]["converged"] is False

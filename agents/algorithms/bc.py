@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from ..loglinear_fit import minimise, visit_counts
+from ar_envs.core import check_int
+
+from ..loglinear_fit import minimise, visit_counts, warn_unconverged
 from ..policies.loglinear import LogLinearPolicy
 from ..training import (DEFAULT_POLICY, answer_cross_entropy, build_policy, check_policy_spec, check_training_args,
                         finish_log, new_log, seed_everything, train)
@@ -41,7 +43,7 @@ class BC(Algorithm):
     def __init__(self, max_iter: int = 500, policy=None, policy_args: dict | None = None, epochs: int | None = None,
                  lr: float | None = None, batch_size: int | None = None):
         super().__init__()
-        self.max_iter = max_iter
+        self.max_iter = check_int("max_iter", max_iter, 1)
         check_policy_spec(policy, policy_args)
         self.policy = policy
         self.policy_args = policy_args
@@ -67,8 +69,9 @@ class BC(Algorithm):
             return -(counts_t * log_table).sum() / n
 
         counts_t = torch.as_tensor(counts)
-        theta, value = minimise(fm, loss, max_iter=self.max_iter)
-        self.log = {"loss": value, "theta": theta.tolist()}
+        theta, value, status = minimise(fm, loss, max_iter=self.max_iter)
+        self.log = {"loss": value, "theta": theta.tolist(), **status}
+        warn_unconverged(self.name, status, self.max_iter)
         return LogLinearPolicy(task, theta, fm)
 
     def _fit_neural(self, task, demos, seed):

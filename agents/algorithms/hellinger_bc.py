@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from ..loglinear_fit import minimise, state_sqrt_expert
+from ar_envs.core import check_int
+
+from ..loglinear_fit import minimise, state_sqrt_expert, warn_unconverged
 from ..policies.loglinear import LogLinearPolicy
 from .base import Algorithm
 
@@ -25,7 +27,7 @@ class HellingerBC(Algorithm):
 
     def __init__(self, max_iter: int = 500):
         super().__init__()
-        self.max_iter = max_iter
+        self.max_iter = check_int("max_iter", max_iter, 1)
 
     def fit(self, task, demos, seed: int = 0):
         fm = task.feature_map()
@@ -41,6 +43,7 @@ class HellingerBC(Algorithm):
         def loss(log_table):
             return (2.0 * visits - 2.0 * (R * torch.exp(0.5 * log_table)).sum()) / n
 
-        theta, value = minimise(fm, loss, max_iter=self.max_iter)
-        self.log = {"loss": value, "theta": theta.tolist()}
+        theta, value, status = minimise(fm, loss, max_iter=self.max_iter)
+        self.log = {"loss": value, "theta": theta.tolist(), **status}
+        warn_unconverged(self.name, status, self.max_iter)
         return LogLinearPolicy(task, theta, fm)
