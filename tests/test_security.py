@@ -186,6 +186,7 @@ def test_non_finite_weights_are_refused_on_save_and_on_load(tmp_path, bad_value)
 
 def test_policy_file_with_compressed_entries_or_an_oversized_config_is_refused_unread(tmp_path):
     import resource
+    import struct
     import zipfile
 
     from agents.policies.base import policy_checksum
@@ -199,6 +200,14 @@ def test_policy_file_with_compressed_entries_or_an_oversized_config_is_refused_u
             dst.writestr(info.filename, src.read(info))
     with pytest.raises(ValueError, match="is compressed"):
         TokenPolicy.load(packed)
+    # a stored entry whose zip directory claims 2 GiB (a reader would allocate that much first)
+    data = bytearray(good.read_bytes())
+    at = data.find(b"PK\x01\x02")  # the first central-directory record
+    data[at + 20 : at + 28] = struct.pack("<II", 2**31, 2**31)  # its compressed and uncompressed sizes
+    claims = tmp_path / "claims.pt"
+    claims.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"declares 2147483648 bytes in a \d+-byte file"):
+        TokenPolicy.load(claims)
     # a config that would build a 10^6 x 10^6 embedding (4 TB): refused before anything is built
     payload = torch.load(good, weights_only=True)
     payload["config"] = {**payload["config"], "embed_dim": 10**6, "window": 10**6}

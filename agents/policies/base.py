@@ -288,7 +288,6 @@ class TokenPolicy(nn.Module):
         return f"{type(self).__name__}({json.dumps(self.config)}, {n} parameters)"
 
 
-
 # --------------------------------------------------------------------------------------------
 # policy files: class allow-list, checksum, weight checks
 # --------------------------------------------------------------------------------------------
@@ -352,10 +351,14 @@ def _check_archive(path: str) -> None:
         if isinstance(exc, FileNotFoundError):
             raise
         raise ValueError(f"{path}: not a readable ar-envs policy file (not a zip archive as torch.save writes)") from None
+    on_disk = os.path.getsize(path)
     for info in infos:
         if info.compress_type != zipfile.ZIP_STORED:
             raise ValueError(f"{path}: refused policy file: entry {info.filename!r} is compressed "
                              f"({info.compress_size} bytes expanding to {info.file_size}); torch.save stores entries uncompressed")
+        if info.file_size != info.compress_size or info.file_size > on_disk:
+            raise ValueError(f"{path}: corrupt ar-envs policy file: entry {info.filename!r} declares {info.file_size} "
+                             f"bytes in a {on_disk}-byte file")
 
 
 def _check_shapes(cls: type, spec: dict, config: dict, state: dict) -> None:
