@@ -114,7 +114,7 @@ def best_in_class(task: Task, starts: list[np.ndarray] | None = None, seed: int 
     best_theta, best_val = None, math.inf
     for start in candidates:
         try:
-            theta, loss, _ = minimise(fm, lambda lt: -objective(lt), theta0=start, max_iter=300)
+            theta, loss = minimise(fm, lambda lt: -objective(lt), theta0=start, max_iter=300)
         except FloatingPointError:
             continue
         if loss < best_val:

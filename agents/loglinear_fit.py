@@ -95,15 +95,16 @@ def minimise(
     loss_of_log_table: Callable[[torch.Tensor], torch.Tensor],
     theta0: np.ndarray | None = None,
     max_iter: int = 500,
-) -> tuple[np.ndarray, float, dict]:
-    """Minimise ``loss(log_table(theta))`` over the class with L-BFGS; returns ``(theta, loss, status)``.
+    status: dict | None = None,
+) -> tuple[np.ndarray, float]:
+    """Minimise ``loss(log_table(theta))`` over the class with L-BFGS; returns ``(theta, loss)``.
 
-    ``status`` says whether the fit can be trusted: ``iterations`` and ``loss_evals`` spent,
-    ``grad_max`` (the largest entry of the gradient at the end, in the optimiser's unconstrained
-    coordinates) and ``converged``: L-BFGS stopped on its own tolerances (gradient below
-    ``TOLERANCE_GRAD``, or a step or loss change below ``TOLERANCE_CHANGE``) rather than by
-    running out of its budget (``max_iter`` iterations, ``1.25 max_iter`` loss evaluations).
-    ``max_iter`` must be an integer >= 1.
+    ``max_iter`` must be an integer >= 1. ``status`` (a dict, optional) receives whether the fit
+    can be trusted: ``iterations`` and ``loss_evals`` spent, ``grad_max`` (the largest entry of
+    the gradient at the end, in the optimiser's unconstrained coordinates) and ``converged``:
+    L-BFGS stopped on its own tolerances (gradient below ``TOLERANCE_GRAD``, or a step or loss
+    change below ``TOLERANCE_CHANGE``) rather than by running out of its budget (``max_iter``
+    iterations, ``1.25 max_iter`` loss evaluations).
     """
     max_iter = check_int("max_iter", max_iter, 1)
     tm = ThetaMap(fm)
@@ -121,24 +122,25 @@ def minimise(
         return loss
 
     opt.step(closure)
-    state = opt.state[u]
-    iterations, evals = int(state.get("n_iter", 0)), int(state.get("func_evals", 0))
-    loss_t = closure()  # the loss and gradient where L-BFGS stopped
-    grad_max = float(u.grad.abs().max()) if u.grad is not None and u.numel() else 0.0
     with torch.no_grad():
         theta = tm.theta(u)
-    loss = float(loss_t.detach())
+        loss = float(loss_of_log_table(log_table_torch(fm, theta)))
     theta = theta.detach().numpy().copy()
     if not np.all(np.isfinite(theta)) or not np.isfinite(loss):
         raise FloatingPointError(f"the optimiser diverged (theta={theta}, loss={loss})")
-    budget_spent = iterations >= max_iter or evals >= opt.param_groups[0]["max_eval"]
-    status = {"converged": bool(grad_max <= TOLERANCE_GRAD or not budget_spent), "iterations": iterations,
-              "loss_evals": evals, "grad_max": grad_max}
-    return theta, loss, status
+    if status is not None:
+        state = opt.state[u]
+        iterations, evals = int(state.get("n_iter", 0)), int(state.get("func_evals", 0))
+        closure()  # the gradient where L-BFGS stopped
+        grad_max = float(u.grad.abs().max()) if u.numel() else 0.0
+        budget_spent = iterations >= max_iter or evals >= opt.param_groups[0]["max_eval"]
+        status.update(converged=bool(grad_max <= TOLERANCE_GRAD or not budget_spent), iterations=iterations,
+                      loss_evals=evals, grad_max=grad_max)
+    return theta, loss
 
 
 def warn_unconverged(name: str, status: dict, max_iter: int) -> None:
-    """A ``RuntimeWarning`` when a fit's ``status`` (from :func:`minimise`) is not converged, so an
+    """A ``RuntimeWarning`` when a fit's ``status`` (filled by :func:`minimise`) is not converged, so an
     unconverged fit is never reported silently (its log also says ``"converged": false``)."""
     if not status["converged"]:
         warnings.warn(

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents.algorithms import (BC, PPO, DAgger, HellingerBC, RhoEstimator, ScheduledSampling, SmoothedBC, Teacherless,
+from agents.algorithms import (BC, PPO, DAgger, HellingerBC, ScheduledSampling, SmoothedBC, Teacherless,
                                TeacherlessPolicy, get_algorithm)
 from agents.cli import main
 from agents.policies import GPTPolicy, TokenPolicy, WindowPolicy, make_policy, stream_spec
@@ -478,7 +478,6 @@ def test_max_iter_must_be_a_positive_integer(cls, value):
     (SmoothedBC, {"gamma": 1.0}, r"gamma must be a finite number in \[0.0, 1.0\)"),
     (SmoothedBC, {"gamma": float("nan")}, "gamma must be a finite number"),
     (SmoothedBC, {"gamma": "x"}, "gamma must be a number"),
-    (RhoEstimator, {"max_candidates": 0}, "max_candidates must be an integer >= 1"),
     (DAgger, {"rounds": -1}, "rounds must be an integer >= 0"),
     (DAgger, {"beta_rampdown": 0}, "beta_rampdown must be an integer >= 1"),
     (Teacherless, {"epochs": 0}, "epochs must be an integer >= 1"),

@@ -69,7 +69,8 @@ class BC(Algorithm):
             return -(counts_t * log_table).sum() / n
 
         counts_t = torch.as_tensor(counts)
-        theta, value, status = minimise(fm, loss, max_iter=self.max_iter)
+        status = {}
+        theta, value = minimise(fm, loss, max_iter=self.max_iter, status=status)
         self.log = {"loss": value, "theta": theta.tolist(), **status}
         warn_unconverged(self.name, status, self.max_iter)
         return LogLinearPolicy(task, theta, fm)

@@ -43,7 +43,8 @@ class HellingerBC(Algorithm):
         def loss(log_table):
             return (2.0 * visits - 2.0 * (R * torch.exp(0.5 * log_table)).sum()) / n
 
-        theta, value, status = minimise(fm, loss, max_iter=self.max_iter)
+        status = {}
+        theta, value = minimise(fm, loss, max_iter=self.max_iter, status=status)
         self.log = {"loss": value, "theta": theta.tolist(), **status}
         warn_unconverged(self.name, status, self.max_iter)
         return LogLinearPolicy(task, theta, fm)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ar_envs.core import check_int
-
 from ..loglinear_fit import parameter_grid, per_sequence_counts
 from ..policies.loglinear import LogLinearPolicy
 from .base import Algorithm
@@ -73,8 +71,7 @@ class RhoEstimator(Algorithm):
 
     def __init__(self, max_candidates: int | None = None):
         super().__init__()
-        # default: 1024 for <= 2 parameters, else 343
-        self.max_candidates = None if max_candidates is None else check_int("max_candidates", max_candidates, 1)
+        self.max_candidates = max_candidates  # default: 1024 for <= 2 parameters, else 343
 
     def fit(self, task, demos, seed: int = 0):
         fm = task.feature_map()

@@ -42,7 +42,8 @@ class SmoothedBC(Algorithm):
             return -(counts * mixed).sum() / n
 
         start = BC(self.max_iter).fit(task, demos, seed).theta  # warm start at the MLE
-        theta, value, status = minimise(fm, loss, theta0=start, max_iter=self.max_iter)
+        status = {}
+        theta, value = minimise(fm, loss, theta0=start, max_iter=self.max_iter, status=status)
         self.log = {"loss": value, "gamma": gamma, "theta": theta.tolist(), **status}
         warn_unconverged(self.name, status, self.max_iter)
         return LogLinearPolicy(task, theta, fm)
