@@ -46,6 +46,10 @@ def state_sqrt_expert(fm: FeatureMap, contexts, sequences, expert_step_probs) ->
     return out.reshape(C, S, V)
 
 
+TOLERANCE_GRAD = 1e-10  # L-BFGS stops when the gradient's largest entry is below this
+TOLERANCE_CHANGE = 1e-13  # ... or when a step or the loss changes less than this
+
+
 class ThetaMap:
     """Unconstrained ``u`` -> class parameter ``theta`` (norm ball on the bounded dims)."""
 
@@ -84,10 +88,6 @@ def log_table_torch(fm: FeatureMap, theta: torch.Tensor) -> torch.Tensor:
     feats = torch.as_tensor(fm.features)
     logits = feats @ theta + torch.as_tensor(fm.offset)
     return torch.log_softmax(logits, dim=-1)
-
-
-TOLERANCE_GRAD = 1e-10  # L-BFGS stops when the gradient's largest entry is below this
-TOLERANCE_CHANGE = 1e-13  # ... or when a step or the loss changes less than this
 
 
 def minimise(
