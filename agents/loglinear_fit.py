@@ -46,10 +46,6 @@ def state_sqrt_expert(fm: FeatureMap, contexts, sequences, expert_step_probs) ->
     return out.reshape(C, S, V)
 
 
-TOLERANCE_GRAD = 1e-10  # L-BFGS stops when the gradient's largest entry is below this
-TOLERANCE_CHANGE = 1e-13  # ... or when a step or the loss changes less than this
-
-
 class ThetaMap:
     """Unconstrained ``u`` -> class parameter ``theta`` (norm ball on the bounded dims)."""
 
@@ -102,16 +98,16 @@ def minimise(
     ``max_iter`` must be an integer >= 1. ``status`` (a dict, optional) receives whether the fit
     can be trusted: ``iterations`` and ``loss_evals`` spent, ``grad_max`` (the largest entry of
     the gradient at the end, in the optimiser's unconstrained coordinates) and ``converged``:
-    L-BFGS stopped on its own tolerances (gradient below ``TOLERANCE_GRAD``, or a step or loss
-    change below ``TOLERANCE_CHANGE``) rather than by running out of its budget (``max_iter``
-    iterations, ``1.25 max_iter`` loss evaluations).
+    L-BFGS stopped on its own tolerances (largest gradient entry below 1e-10, or a step or loss
+    change below 1e-13) rather than by running out of its budget (``max_iter`` iterations,
+    ``1.25 max_iter`` loss evaluations).
     """
     max_iter = check_int("max_iter", max_iter, 1)
     tm = ThetaMap(fm)
     start = np.zeros(fm.dim) if theta0 is None else tm.inverse(theta0)
     u = torch.tensor(start, requires_grad=True)
     opt = torch.optim.LBFGS(
-        [u], lr=1.0, max_iter=max_iter, tolerance_grad=TOLERANCE_GRAD, tolerance_change=TOLERANCE_CHANGE,
+        [u], lr=1.0, max_iter=max_iter, tolerance_grad=1e-10, tolerance_change=1e-13,
         history_size=20, line_search_fn="strong_wolfe",
     )
 
@@ -133,8 +129,9 @@ def minimise(
         iterations, evals = int(state.get("n_iter", 0)), int(state.get("func_evals", 0))
         closure()  # the gradient where L-BFGS stopped
         grad_max = float(u.grad.abs().max()) if u.numel() else 0.0
-        budget_spent = iterations >= max_iter or evals >= opt.param_groups[0]["max_eval"]
-        status.update(converged=bool(grad_max <= TOLERANCE_GRAD or not budget_spent), iterations=iterations,
+        group = opt.param_groups[0]
+        budget_spent = iterations >= max_iter or evals >= group["max_eval"]
+        status.update(converged=bool(grad_max <= group["tolerance_grad"] or not budget_spent), iterations=iterations,
                       loss_evals=evals, grad_max=grad_max)
     return theta, loss
 

@@ -501,7 +501,6 @@ def test_max_iter_zero_on_the_command_line_is_refused_before_any_cell(tmp_path, 
 def test_an_unconverged_fit_says_so_and_a_converged_one_too(tmp_path):
     import warnings
 
-    from agents.loglinear_fit import TOLERANCE_GRAD
     from agents.sweep import sweep
     from ar_envs.data import generate
 
@@ -518,7 +517,6 @@ def test_an_unconverged_fit_says_so_and_a_converged_one_too(tmp_path):
     assert full.log["converged"] is True and 1 <= full.log["iterations"] < 500
     # at the MLE the gradient vanishes: the recorded grad_max is tiny, far below the 1-step fit's
     assert full.log["grad_max"] < 1e-5 and full.log["grad_max"] < 1e-3 * short.log["grad_max"]
-    assert TOLERANCE_GRAD <= 1e-10
     # the sweep's record carries it
     with pytest.warns(RuntimeWarning):
         recs = sweep("two-branch", [8], [BC(max_iter=1)], seeds=1, n_samples=300, eval_samples=500, progress=False)
