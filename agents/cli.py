@@ -74,8 +74,7 @@ def build_algorithms(names: str, policy: str | None = None, policy_args: dict | 
     import inspect
     import sys
 
-    from agents.algorithms.base import _registry
-    from ar_envs.core import load_object
+    from agents.algorithms.base import _registry, load_algorithm
 
     policy_args, algo_args = dict(policy_args or {}), dict(algo_args or {})
     names = [a.strip() for a in names.split(",") if a.strip()] if isinstance(names, str) else list(names)
@@ -88,7 +87,7 @@ def build_algorithms(names: str, policy: str | None = None, policy_args: dict | 
     for name in names:
         cls = reg.get(name)
         if cls is None and ":" in name:
-            cls = load_object(name, "algorithm")
+            cls = load_algorithm(name)  # refuses what is not an algorithm before using it
         if not isinstance(cls, type):
             if cls is None:
                 raise ValueError(f"unknown algorithm {name!r}; choose one of {sorted(reg)} or give package.module:Name")

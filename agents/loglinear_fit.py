@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from typing import Callable
 
 import numpy as np
 import torch
 
-from ar_envs.core import FeatureMap
+from ar_envs.core import FeatureMap, check_int
 
 
 
@@ -53,16 +54,17 @@ def state_sqrt_expert(fm: FeatureMap, contexts, sequences, expert_step_probs) ->
     return state_label_sums(fm, contexts, sequences, np.sqrt(np.asarray(expert_step_probs, dtype=np.float64)))
 
 
-def fit_cross_entropy(fm: FeatureMap, W: np.ndarray, rows: int, theta0=None, max_iter: int = 500):
+def fit_cross_entropy(fm: FeatureMap, W: np.ndarray, rows: int, theta0=None, max_iter: int = 500,
+                      status: dict | None = None):
     """``argmin_theta -(1/rows) sum_{c,s,a} W[c, s, a] log pi_theta(a | c, s)``: maximum
     likelihood (``W`` = visit counts) or the cross-entropy against soft labels (``W`` from
-    :func:`state_label_sums`). Returns ``(theta, loss)``."""
+    :func:`state_label_sums`). Returns ``(theta, loss)``; ``status`` as for :func:`minimise`."""
     W_t = torch.as_tensor(W)
 
     def loss(log_table):
         return -(W_t * log_table).sum() / rows
 
-    return minimise(fm, loss, theta0=theta0, max_iter=max_iter)
+    return minimise(fm, loss, theta0=theta0, max_iter=max_iter, status=status)
 
 
 class ThetaMap:
@@ -126,8 +128,18 @@ def minimise(
     loss_of_log_table: Callable[[torch.Tensor], torch.Tensor],
     theta0: np.ndarray | None = None,
     max_iter: int = 500,
+    status: dict | None = None,
 ) -> tuple[np.ndarray, float]:
-    """Minimise ``loss(log_table(theta))`` over the class with L-BFGS; returns ``(theta, loss)``."""
+    """Minimise ``loss(log_table(theta))`` over the class with L-BFGS; returns ``(theta, loss)``.
+
+    ``max_iter`` must be an integer >= 1. ``status`` (a dict, optional) receives whether the fit
+    can be trusted: ``iterations`` and ``loss_evals`` spent, ``grad_max`` (the largest entry of
+    the gradient at the end, in the optimiser's unconstrained coordinates) and ``converged``:
+    L-BFGS stopped on its own tolerances (largest gradient entry below 1e-10, or a step or loss
+    change below 1e-13) rather than by running out of its budget (``max_iter`` iterations,
+    ``1.25 max_iter`` loss evaluations).
+    """
+    max_iter = check_int("max_iter", max_iter, 1)
     tm = ThetaMap(fm)
     start = np.zeros(fm.dim) if theta0 is None else tm.inverse(theta0)
     u = torch.tensor(start, requires_grad=True)
@@ -150,7 +162,27 @@ def minimise(
     theta = theta.detach().numpy().copy()
     if not np.all(np.isfinite(theta)) or not np.isfinite(loss):
         raise FloatingPointError(f"the optimiser diverged (theta={theta}, loss={loss})")
+    if status is not None:
+        state = opt.state[u]
+        iterations, evals = int(state.get("n_iter", 0)), int(state.get("func_evals", 0))
+        closure()  # the gradient where L-BFGS stopped
+        grad_max = float(u.grad.abs().max()) if u.numel() else 0.0
+        group = opt.param_groups[0]
+        budget_spent = iterations >= max_iter or evals >= group["max_eval"]
+        status.update(converged=bool(grad_max <= group["tolerance_grad"] or not budget_spent), iterations=iterations,
+                      loss_evals=evals, grad_max=grad_max)
     return theta, loss
+
+
+def warn_unconverged(name: str, status: dict, max_iter: int) -> None:
+    """A ``RuntimeWarning`` when a fit's ``status`` (filled by :func:`minimise`) is not converged, so an
+    unconverged fit is never reported silently (its log also says ``"converged": false``)."""
+    if not status["converged"]:
+        warnings.warn(
+            f"{name}: L-BFGS stopped after {status['iterations']} iterations (max_iter={max_iter}) without converging "
+            f"(largest gradient entry {status['grad_max']:.3g}); the fit is not the objective's minimiser: raise max_iter",
+            RuntimeWarning, stacklevel=3,
+        )
 
 
 def parameter_grid(fm: FeatureMap, max_candidates: int = 512, rng=None) -> np.ndarray:
@@ -180,17 +212,23 @@ def default_starts(fm: FeatureMap, extra=(), grid_points: int = 2, seed: int = 0
     return [np.zeros(fm.dim), *[np.asarray(t, dtype=np.float64) for t in extra], *grid[picks]]
 
 
-def minimise_from(fm: FeatureMap, loss_of_log_table, starts, max_iter: int = 500) -> tuple[np.ndarray, float, int]:
+def minimise_from(fm: FeatureMap, loss_of_log_table, starts, max_iter: int = 500,
+                  status: dict | None = None) -> tuple[np.ndarray, float, int]:
     """:func:`minimise` from each of ``starts``; the lowest loss wins. Returns
-    ``(theta, loss, index of the winning start)``; starts that diverge are skipped."""
+    ``(theta, loss, index of the winning start)``; starts that diverge are skipped. ``status``
+    receives the winning start's (see :func:`minimise`) and ``starts``, their number."""
     best = (None, math.inf, -1)
+    best_status: dict = {}
     for i, start in enumerate(starts):
+        run: dict = {}
         try:
-            theta, loss = minimise(fm, loss_of_log_table, theta0=start, max_iter=max_iter)
+            theta, loss = minimise(fm, loss_of_log_table, theta0=start, max_iter=max_iter, status=run)
         except FloatingPointError:
             continue
         if loss < best[1]:
-            best = (theta, loss, i)
+            best, best_status = (theta, loss, i), run
     if best[0] is None:
         raise FloatingPointError("the optimiser diverged from every start")
+    if status is not None:
+        status.update(best_status, starts=len(starts))
     return best

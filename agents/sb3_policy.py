@@ -14,6 +14,11 @@ one (a behaviour-cloning start), on any environment of this package::
     model.learn(10_000)
     trained = model.policy.token_policy             # a TokenPolicy again (sample, greedy, save, ...)
 
+Files: SB3's ``model.save`` / ``PPO.load`` / ``TokenActorCriticPolicy.load`` unpickle what they
+read (SB3's own format: load only files you trust). ``trained.save(path)`` /
+``TokenPolicy.load(path)`` is this package's checked format: no pickled code, a checksum, and
+classes only from an allow-list.
+
 With sb3-contrib installed, :class:`MaskableTokenActorCriticPolicy` is the same policy for
 ``MaskablePPO`` (invalid tokens get probability 0 through the environment's ``action_masks()``).
 

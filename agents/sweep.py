@@ -407,7 +407,10 @@ def run_cell(cell: Cell, algorithm=None) -> dict:
     policy = alg.fit(task, demos, cell.seed)
     if not callable(getattr(policy, "sequence_log_prob", None)):
         raise TypeError(f"algorithm {cell.algorithm!r} returned {type(policy).__name__}, which has no sequence_log_prob()")
-    metrics = sequence_metrics(task, policy, n_samples=cell.eval_samples, rng=cell.seed + 1_000_003)
+    try:  # a policy whose outputs are not a probability law fails its cell, nothing is recorded
+        metrics = sequence_metrics(task, policy, n_samples=cell.eval_samples, rng=cell.seed + 1_000_003)
+    except ValueError as exc:
+        raise ValueError(f"{cell.algorithm} on {cell.task} H={cell.horizon} seed={cell.seed}: {exc}") from None
     h2 = metrics["hellinger2"]
     best = _best_given_fit(task, policy, h2, cell.ctor_args())  # keyed by the cell's task arguments too
     b = best["hellinger2"]

@@ -173,8 +173,15 @@ def _range_text(low, high) -> str:
 
 
 def load_object(spec: str, what: str):
-    """The object named by an import path ``package.module:Name`` (the current directory is
-    importable, as with ``python -m``). Raises ``ValueError`` naming ``what`` on failure."""
+    """The object named by an import path ``package.module:Name``. Raises ``ValueError`` naming
+    ``what`` on failure.
+
+    Importing runs the module's code, so this is only for import paths a user explicitly asks
+    for (``--algorithms pkg.mod:Name``, ``--task pkg.mod:Class``: user code by design), never for
+    a name read from a file (policy and demonstration files resolve names from allow-lists).
+    As with ``python -m``, the current directory is importable: it is appended to ``sys.path``
+    (after everything else, so it cannot shadow an installed module) if not already there.
+    Callers check that the object is what they asked for before using it."""
     import importlib
     import os
     import sys

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import zipfile
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ FORMAT_NAME = "ar_envs.demonstrations"
 FORMAT_VERSION = 1
 _TOKEN_ARRAYS = ("contexts", "sequences")
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry can carry: no timestamps
+MAX_METADATA_BYTES = 1 << 20  # the JSON metadata is a few hundred bytes; more is not ours
+MAX_EXPANSION = 100  # the most a compressed entry may expand (ar_envs stores entries uncompressed)
 
 
 @dataclass
@@ -221,9 +224,14 @@ def load_demonstrations(path: str | os.PathLike, task: Task | str | None = None)
                 members[info.filename[: -len(".npy")]] = info
             if "metadata" not in members:
                 raise bad(f"not an ar_envs demonstrations file (no metadata entry; holds {sorted(members)})")
-            meta_raw = _read_npy(zf, members["metadata"])
-            if meta_raw.dtype != np.uint8 or meta_raw.ndim != 1:
+            _check_entry_sizes(path, members)
+            # nothing is decompressed beyond the .npy headers until every size is known to agree
+            if members["metadata"].file_size > MAX_METADATA_BYTES:
+                raise bad(f"refused: the metadata entry is {members['metadata'].file_size} bytes (at most {MAX_METADATA_BYTES})")
+            meta_dtype, meta_shape, _ = _npy_header(zf, members["metadata"])
+            if meta_dtype.str != "|u1" or len(meta_shape) != 1:
                 raise bad("not an ar_envs demonstrations file (metadata is not a JSON byte string)")
+            meta_raw = _read_npy(zf, members["metadata"])
             try:
                 meta = json.loads(meta_raw.tobytes().decode())
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -238,6 +246,15 @@ def load_demonstrations(path: str | os.PathLike, task: Task | str | None = None)
             declared = meta.get("arrays")
             if not isinstance(declared, dict) or set(members) != set(declared) | {"metadata"}:
                 raise bad(f"corrupt file: arrays {sorted(set(members) - {'metadata'})} do not match the metadata")
+            _check_declared(bad, declared, meta.get("n"))
+            for name in sorted(declared):
+                spec, info = declared[name], members[name]
+                dtype, shape, header_len = _npy_header(zf, info)
+                if dtype.str != spec["dtype"] or list(shape) != spec["shape"]:
+                    raise bad(f"corrupt file: array {name!r} is {dtype.str} {list(shape)}, metadata says {spec}")
+                size = header_len + math.prod(shape) * dtype.itemsize
+                if info.file_size != size:
+                    raise bad(f"corrupt file: entry {name!r} holds {info.file_size} bytes, its header declares {size}")
             arrays = {name: _read_npy(zf, members[name]) for name in sorted(declared)}
     except _FileError:
         raise
@@ -246,7 +263,7 @@ def load_demonstrations(path: str | os.PathLike, task: Task | str | None = None)
 
     for name, a in arrays.items():
         spec = declared[name]
-        if not isinstance(spec, dict) or a.dtype.str != spec.get("dtype") or list(a.shape) != spec.get("shape"):
+        if a.dtype.str != spec.get("dtype") or list(a.shape) != spec.get("shape"):
             raise bad(f"corrupt file: array {name!r} is {a.dtype.str} {list(a.shape)}, metadata says {spec}")
     if _checksum(arrays) != meta.get("sha256"):
         raise bad("corrupt file: SHA-256 checksum mismatch (the arrays changed after saving)")
@@ -277,6 +294,69 @@ class _FileError(ValueError):
 def _read_npy(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
     # the whole entry is read first, so zip's CRC check runs before numpy parses the header
     return np.lib.format.read_array(io.BytesIO(zf.read(info)), allow_pickle=False)
+
+
+def _check_entry_sizes(path: str, members: dict[str, zipfile.ZipInfo]) -> None:
+    """The zip directory's sizes, before anything is decompressed: stored entries hold exactly
+    their size and fit in the file; a compressed entry (ar_envs writes none) may expand at most
+    ``MAX_EXPANSION`` times, so a small file cannot unpack into gigabytes."""
+    on_disk = os.path.getsize(path)
+    for name, info in members.items():
+        if info.compress_type == zipfile.ZIP_STORED:
+            if info.file_size != info.compress_size or info.compress_size > on_disk:
+                raise _FileError(f"{path}: corrupt file: entry {name!r} declares {info.file_size} bytes in a "
+                                 f"{on_disk}-byte file")
+        elif info.file_size > MAX_EXPANSION * max(info.compress_size, 1):
+            raise _FileError(f"{path}: refused: compressed entry {name!r} would expand from {info.compress_size} to "
+                             f"{info.file_size} bytes (more than {MAX_EXPANSION}x; save_demonstrations stores entries "
+                             "uncompressed)")
+
+
+def _npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[np.dtype, tuple, int]:
+    """``(dtype, shape, header length)`` from the start of a ``.npy`` entry, decompressing only
+    the header. Object arrays, Fortran order and unknown header versions are refused."""
+    with zf.open(info) as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:
+            raise ValueError(f"entry {info.filename!r}: unsupported .npy version {version}")
+        header_len = fh.tell()
+    if dtype.hasobject or fortran:
+        raise ValueError(f"entry {info.filename!r}: {'object arrays' if dtype.hasobject else 'Fortran order'} not allowed")
+    return dtype, shape, header_len
+
+
+def _check_declared(bad, declared: dict, n) -> None:
+    """The metadata's array table, before any array is read: known names, numeric dtypes, shapes
+    of non-negative ints that agree with each other and with ``n`` (tokens ``(n, L)`` and
+    ``(n, H)``, probabilities ``(n, H, V)``)."""
+    kinds = {"contexts": "ui", "sequences": "ui", "expert_probs": "f"}
+    for name, spec in declared.items():
+        if name not in kinds:
+            raise bad(f"corrupt file: unknown array {name!r} in the metadata")
+        shape = spec.get("shape") if isinstance(spec, dict) else None
+        try:
+            dtype = np.dtype(spec["dtype"]) if isinstance(spec.get("dtype"), str) else None
+        except (TypeError, ValueError, KeyError):
+            dtype = None
+        ok_shape = isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+        if dtype is None or dtype.kind not in kinds[name] or dtype.itemsize > 8 or not ok_shape:
+            raise bad(f"corrupt file: metadata of array {name!r} is {spec!r} (needs a numeric dtype and a shape)")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise bad(f"corrupt metadata (n = {n!r})")
+    for name in _TOKEN_ARRAYS:
+        if name not in declared or len(declared[name]["shape"]) != 2:
+            raise bad(f"corrupt file: {name} must be a 2-d token array")
+        if declared[name]["shape"][0] != n:
+            raise bad(f"corrupt file: metadata says n = {n}, arrays hold {declared[name]['shape'][0]} rows")
+    if "expert_probs" in declared:
+        shape = declared["expert_probs"]["shape"]
+        if len(shape) != 3 or shape[:2] != declared["sequences"]["shape"]:
+            raise bad(f"corrupt file: expert_probs must have shape (n, H, V) with (n, H) = "
+                      f"{tuple(declared['sequences']['shape'])}, metadata says {shape}")
 
 
 def _check_task(path: str, demos: Demonstrations, task: Task | str) -> None:

@@ -17,6 +17,14 @@ A *policy* here is any object with ``sequence_log_prob(contexts, sequences) -> (
 log). Optional: ``sample(contexts, rng) -> sequences`` (needed for a Monte-Carlo regret) and
 ``state_probs`` + ``feature_map`` (a ``(C, S, V)`` table over the task's class states, which
 unlocks the exact paths).
+
+A policy's outputs are validated before they are scored, so an unnormalised or broken policy
+gets a ``ValueError`` naming its class and what is wrong instead of a meaningless number:
+log-probabilities must be real, of shape ``(n,)``, ``-inf`` or finite and ``<= LOG_PROB_TOL``;
+on the enumeration path each context's probabilities over all ``V^H`` sequences must sum to 1
+within ``NORMALISATION_TOL``; a state table must be finite, non-negative, with rows summing to
+1; sampled sequences must be ``(n, H)`` tokens in ``[0, V-1]``. (The Monte-Carlo path sees only
+expert samples, so it checks each value, not the normalisation.)
 """
 
 from __future__ import annotations
@@ -31,6 +39,96 @@ from .core import FeatureMap, Task, as_rng, check_int, check_memory
 METRICS = ("hellinger2", "tv", "kl", "regret")
 ENUMERATE_LIMIT = 2**20
 Z95 = 1.959963984540054
+LOG_PROB_TOL = 1e-6  # how far above 0 a log-probability may round
+NORMALISATION_TOL = 1e-6  # how far from 1 a law's total probability may round
+MC_FALSE_ALARM = 1e-6  # the most often a probability law fails the Monte-Carlo normalisation check
+
+
+# --------------------------------------------------------------------------------------------
+# what a policy returns, checked before it is scored
+# --------------------------------------------------------------------------------------------
+
+
+def policy_log_probs(policy, contexts, sequences) -> np.ndarray:
+    """``policy.sequence_log_prob(contexts, sequences)`` as float64 ``(n,)``, checked: real
+    numbers, each ``-inf`` or finite and ``<= LOG_PROB_TOL`` (a probability is at most 1).
+    Anything else raises ``ValueError`` naming the policy's class and the offending value."""
+    who = f"{type(policy).__name__}.sequence_log_prob"
+    raw = np.asarray(policy.sequence_log_prob(contexts, sequences))
+    n = len(sequences)
+    if raw.dtype.kind == "c":
+        raise ValueError(f"{who} returned complex numbers; log-probabilities must be real")
+    try:
+        lq = raw.astype(np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{who} returned {raw.dtype} values; log-probabilities must be real numbers") from None
+    if lq.shape != (n,):
+        raise ValueError(f"{who} returned shape {lq.shape} for {n} sequences; it must return one log-probability each, ({n},)")
+    bad = np.isnan(lq) | (lq > LOG_PROB_TOL)
+    if bad.any():
+        i = int(np.argmax(bad))
+        seq = np.asarray(sequences)[i].tolist()
+        shown = str(seq) if len(seq) <= 20 else f"{str(seq[:20])[:-1]}, ...]"
+        raise ValueError(
+            f"{who} returned {float(lq[i])!r} for sequence {shown}: log-probabilities must be "
+            f"<= 0 (within {LOG_PROB_TOL}) or -inf, never NaN or +inf"
+        )
+    return lq
+
+
+def check_normalised(policy, total: float, where: str) -> None:
+    """``ValueError`` unless ``total`` (a law's probability summed over all sequences) is 1
+    within ``NORMALISATION_TOL``."""
+    if not abs(total - 1.0) <= NORMALISATION_TOL:
+        raise ValueError(
+            f"{type(policy).__name__}.sequence_log_prob is not a probability law: its probabilities sum to "
+            f"{total:.10g} over {where} (must be 1 within {NORMALISATION_TOL})"
+        )
+
+
+def check_state_table(policy, table: np.ndarray, shape: tuple) -> np.ndarray:
+    """A policy's ``(C, S, V)`` next-token table, checked: the class's shape, finite,
+    non-negative, every row summing to 1 within ``NORMALISATION_TOL``."""
+    who = f"{type(policy).__name__}.state_probs"
+    if table.shape != tuple(shape):
+        raise ValueError(f"{who} has shape {table.shape}; the class's states need {tuple(shape)}")
+    if not np.all(np.isfinite(table)) or np.any(table < 0):
+        raise ValueError(f"{who} holds negative or non-finite probabilities")
+    sums = table.sum(axis=-1)
+    worst = np.unravel_index(int(np.argmax(np.abs(sums - 1.0))), sums.shape)
+    if not abs(sums[worst] - 1.0) <= NORMALISATION_TOL:
+        raise ValueError(f"{who} is not normalised: row (context, state) {tuple(int(i) for i in worst)} sums to "
+                         f"{sums[worst]:.10g} (must be 1 within {NORMALISATION_TOL})")
+    return table
+
+
+def check_affinity_sample(policy, root_ratio: np.ndarray, false_alarm: float = MC_FALSE_ALARM) -> None:
+    """``ValueError`` when expert samples prove, beyond chance, that the policy's law sums to more than 1.
+
+    ``root_ratio`` holds ``sqrt(P(a|x) / P*(a|x))`` at ``n`` expert samples. For a probability
+    law ``P``, ``Y = sqrt(P / P*)`` has ``E[Y] <= 1`` and ``Var(Y) <= E[Y^2] = E[P / P*] <= 1``, so
+    by Cantelli's inequality its sample mean exceeds ``1 + t`` with probability at most
+    ``1 / (1 + n t^2)``. With ``t = sqrt((1 - false_alarm) / (false_alarm n))`` a policy that is a
+    probability law is refused with probability at most ``false_alarm`` (default 1e-6), whatever
+    the tasks and the law; a grossly unnormalised one (e.g. log-probability 0 for every
+    sequence) is caught.
+    """
+    n = len(root_ratio)
+    t = math.sqrt((1.0 - false_alarm) / (false_alarm * n))
+    m = float(np.mean(root_ratio))
+    if m > 1.0 + t:
+        raise ValueError(
+            f"{type(policy).__name__}.sequence_log_prob is not a probability law: over {n} expert samples the mean of "
+            f"sqrt(P/P*) is {m:.4g} > {1.0 + t:.4g}, which a law summing to 1 exceeds with probability <= {false_alarm:g}"
+        )
+
+
+def policy_samples(task: Task, policy, contexts, rng) -> np.ndarray:
+    """``policy.sample(contexts, rng)`` checked to be ``(n, H)`` tokens of the task."""
+    try:
+        return task.check_tokens("sequences", policy.sample(contexts, rng), n=len(contexts), exact_len=task.horizon)
+    except ValueError as exc:
+        raise ValueError(f"{type(policy).__name__}.sample returned bad {exc}") from None
 
 
 @dataclass
@@ -128,17 +226,20 @@ def can_enumerate(task: Task, limit: int = ENUMERATE_LIMIT) -> bool:
 
 
 def enumerate_metrics(task: Task, policy, chunk: int = 1 << 16) -> dict:
-    """All four metrics exactly, by summing over every (context, sequence)."""
+    """All four metrics exactly, by summing over every (context, sequence). The policy's
+    probabilities of each context must sum to 1 (:func:`check_normalised`)."""
     contexts, cprobs = task.enumerate_contexts()
     seqs = all_sequences(task.vocab_size, task.horizon)
     aff = tv = kl = j_star = j_pol = 0.0
-    for c, pc in zip(contexts, cprobs):
+    for i, (c, pc) in enumerate(zip(contexts, cprobs)):
+        mass = 0.0
         for start in range(0, len(seqs), chunk):
             s = seqs[start : start + chunk]
             ctx = np.repeat(c[None, :], len(s), axis=0)
             lp = task.expert_log_prob(ctx, s)
-            lq = np.asarray(policy.sequence_log_prob(ctx, s), dtype=np.float64)
+            lq = policy_log_probs(policy, ctx, s)
             p, q = np.exp(lp), np.exp(lq)
+            mass += q.sum()
             r = task.reward(ctx, s)
             aff += pc * np.sqrt(p * q).sum()
             tv += pc * 0.5 * np.abs(p - q).sum()
@@ -147,6 +248,7 @@ def enumerate_metrics(task: Task, policy, chunk: int = 1 << 16) -> dict:
             kl += pc * kl_terms.sum()
             j_star += pc * (p * r).sum()
             j_pol += pc * (q * r).sum()
+        check_normalised(policy, mass, f"the {task.vocab_size}^{task.horizon} sequences of context #{i}")
     return {
         "hellinger2": 2.0 - 2.0 * aff,
         "tv": tv,
@@ -173,9 +275,10 @@ def monte_carlo_metrics(task: Task, policy, n_samples: int, rng, which=METRICS) 
     rng = as_rng(rng)
     ctx, seq = task.sample_expert(n_samples, rng)
     lp = task.expert_log_prob(ctx, seq)
-    lq = np.asarray(policy.sequence_log_prob(ctx, seq), dtype=np.float64)
+    lq = policy_log_probs(policy, ctx, seq)
     log_ratio = lq - lp
     ratio = np.exp(np.minimum(log_ratio, 700.0))
+    check_affinity_sample(policy, np.sqrt(ratio))
     out: dict[str, Estimate] = {}
     method = f"monte-carlo (n={n_samples})"
     if "hellinger2" in which:
@@ -197,7 +300,7 @@ def monte_carlo_metrics(task: Task, policy, n_samples: int, rng, which=METRICS) 
         else:
             r_star = task.reward(ctx, seq)
             pctx = task.sample_contexts(n_samples, rng)
-            r_pol = task.reward(pctx, sampler(pctx, rng))
+            r_pol = task.reward(pctx, policy_samples(task, policy, pctx, rng))
             d = r_star - r_pol  # independent samples: the variance adds up
             m = float(d.mean())
             half = Z95 * math.sqrt(r_star.var(ddof=1) / n_samples + r_pol.var(ddof=1) / n_samples)
@@ -216,7 +319,7 @@ def policy_state_table(task: Task, policy) -> np.ndarray | None:
     fm = getattr(policy, "feature_map", None)
     if table is None or fm is None or task.feature_map() is not fm:
         return None
-    return np.asarray(table() if callable(table) else table, dtype=np.float64)
+    return check_state_table(policy, np.asarray(table() if callable(table) else table, dtype=np.float64), fm.shape)
 
 
 def sequence_metrics(
@@ -232,6 +335,8 @@ def sequence_metrics(
 
     Exact wherever the task allows; Monte Carlo (``n_samples`` expert samples, seeded by ``rng``)
     for what is left, unless ``exact_only`` (then what is left raises ``ValueError``).
+    A policy whose outputs are not a probability law (see the module docstring) raises
+    ``ValueError`` naming its class and what is wrong.
     """
     out: dict[str, Estimate] = {}
     table = policy_state_table(task, policy)

@@ -7,8 +7,9 @@ answer tokens, one forward pass per batch of whole sequences.
 
 from __future__ import annotations
 
+from ar_envs.core import check_int
 
-from ..loglinear_fit import fit_cross_entropy, visit_counts
+from ..loglinear_fit import fit_cross_entropy, visit_counts, warn_unconverged
 from ..policies.loglinear import LogLinearPolicy
 from ..training import (DEFAULT_POLICY, answer_cross_entropy, build_policy, check_policy_spec, check_training_args,
                         finish_log, new_log, seed_everything, train)
@@ -40,7 +41,7 @@ class BC(Algorithm):
     def __init__(self, max_iter: int = 500, policy=None, policy_args: dict | None = None, epochs: int | None = None,
                  lr: float | None = None, batch_size: int | None = None):
         super().__init__()
-        self.max_iter = max_iter
+        self.max_iter = check_int("max_iter", max_iter, 1)
         check_policy_spec(policy, policy_args)
         self.policy = policy
         self.policy_args = policy_args
@@ -60,8 +61,10 @@ class BC(Algorithm):
                 "BC fits by L-BFGS: give policy='linear'|'mlp'|'transformer' (CLI: --policy) to train a neural policy"
             )
         counts = visit_counts(fm, demos.contexts, demos.sequences)  # N[c, s, a]
-        theta, value = fit_cross_entropy(fm, counts, len(demos), max_iter=self.max_iter)  # -sum N log pi / n
-        self.log = {"loss": value, "theta": theta.tolist()}
+        status = {}
+        theta, value = fit_cross_entropy(fm, counts, len(demos), max_iter=self.max_iter, status=status)  # -sum N log pi / n
+        self.log = {"loss": value, "theta": theta.tolist(), **status}
+        warn_unconverged(self.name, status, self.max_iter)
         return LogLinearPolicy(task, theta, fm)
 
     def _fit_neural(self, task, demos, seed):

@@ -13,7 +13,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..loglinear_fit import default_starts, minimise_from, state_sqrt_expert, visit_counts
+from ar_envs.core import check_int
+
+from ..loglinear_fit import default_starts, minimise_from, state_sqrt_expert, visit_counts, warn_unconverged
 from ..policies.loglinear import LogLinearPolicy
 from .base import Algorithm
 
@@ -41,7 +43,7 @@ class HellingerBC(Algorithm):
 
     def __init__(self, max_iter: int = 500, oracle: bool = False):
         super().__init__()
-        self.max_iter = max_iter
+        self.max_iter = check_int("max_iter", max_iter, 1)
         self.oracle = bool(oracle)
 
     def fit(self, task, demos, seed: int = 0):
@@ -66,9 +68,12 @@ class HellingerBC(Algorithm):
             return (2.0 * visits - 2.0 * (R_t * torch.exp(0.5 * log_table)).sum()) / n
 
         bc_theta = BC(self.max_iter).fit(task, demos, seed).theta
-        theta, value, _ = minimise_from(fm, loss, default_starts(fm, [bc_theta], seed=seed), max_iter=self.max_iter)
+        status = {}
+        theta, value, _ = minimise_from(fm, loss, default_starts(fm, [bc_theta], seed=seed), max_iter=self.max_iter,
+                                        status=status)
         self.log = {"loss": value, "theta": theta.tolist(), "information": "expert distributions" if self.oracle
-                    else "demonstrations only"}
+                    else "demonstrations only", **status}
+        warn_unconverged(self.name, status, self.max_iter)
         return LogLinearPolicy(task, theta, fm)
 
 

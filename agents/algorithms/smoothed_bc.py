@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from ..loglinear_fit import default_starts, minimise_from, visit_counts
+from ar_envs.core import check_float, check_int
+
+from ..loglinear_fit import default_starts, minimise_from, visit_counts, warn_unconverged
 from ..policies.loglinear import LogLinearPolicy
 from .base import Algorithm
 from .bc import BC
@@ -24,10 +26,8 @@ class SmoothedBC(Algorithm):
 
     def __init__(self, gamma: float | None = None, max_iter: int = 500):
         super().__init__()
-        if gamma is not None and not 0.0 <= gamma < 1.0:
-            raise ValueError(f"gamma must be in [0, 1), got {gamma!r}")
-        self.gamma = gamma
-        self.max_iter = max_iter
+        self.gamma = None if gamma is None else check_float("gamma", gamma, 0.0, 1.0, high_open=True)
+        self.max_iter = check_int("max_iter", max_iter, 1)
 
     def fit(self, task, demos, seed: int = 0):
         fm = task.feature_map()
@@ -43,6 +43,9 @@ class SmoothedBC(Algorithm):
 
         # non-convex (it can give up a token log loss must cover): from the MLE, zero and lattice points
         bc_theta = BC(self.max_iter).fit(task, demos, seed).theta
-        theta, value, _ = minimise_from(fm, loss, default_starts(fm, [bc_theta], seed=seed), max_iter=self.max_iter)
-        self.log = {"loss": value, "gamma": gamma, "theta": theta.tolist()}
+        status = {}
+        theta, value, _ = minimise_from(fm, loss, default_starts(fm, [bc_theta], seed=seed), max_iter=self.max_iter,
+                                        status=status)
+        self.log = {"loss": value, "gamma": gamma, "theta": theta.tolist(), **status}
+        warn_unconverged(self.name, status, self.max_iter)
         return LogLinearPolicy(task, theta, fm)

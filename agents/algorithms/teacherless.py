@@ -109,10 +109,12 @@ class TeacherlessPolicy(nn.Module):
         self.model.save(path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "TeacherlessPolicy":
+    def load(cls, path: str | os.PathLike, classes=()) -> "TeacherlessPolicy":
+        """The model saved in ``path`` as a ``TeacherlessPolicy`` (``classes``: your own
+        ``TokenPolicy`` subclasses the file may name; see :meth:`TokenPolicy.load`)."""
         from ..policies.base import TokenPolicy
 
-        return cls(TokenPolicy.load(path))
+        return cls(TokenPolicy.load(path, classes=classes))
 
     def describe(self) -> str:
         return f"TeacherlessPolicy({self.model.describe()})"

@@ -20,6 +20,8 @@ from .transformer import GPTConfig, GPTPolicy
 from .window import WindowPolicy
 
 POLICY_KINDS = ("linear", "mlp", "transformer")
+# the classes of the kinds: the only ones TokenPolicy.load builds unless it is given others
+POLICY_CLASSES = (WindowPolicy, GPTPolicy)
 DEFAULT_MLP_HIDDEN = 128
 
 
@@ -68,4 +70,5 @@ __all__ = [
     "GPTConfig",
     "make_policy",
     "POLICY_KINDS",
+    "POLICY_CLASSES",
 ]

@@ -30,8 +30,10 @@ differentiable entry points for training and follow the module's mode.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
+import zipfile
 
 import numpy as np
 import torch
@@ -212,37 +214,71 @@ class TokenPolicy(nn.Module):
 
     # ------------------------------------------------------------------ save / load
     def save(self, path: str | os.PathLike) -> None:
-        """One file: the weights and the config that rebuilds the module (written atomically)."""
+        """One file: the weights, the config that rebuilds the module and a SHA-256 checksum of
+        both (written atomically). Non-finite weights are refused (``ValueError``): a file
+        never holds a policy that scores NaN."""
+        state = self.state_dict()
+        check_finite_weights(state, f"cannot save {type(self).__name__}")
         payload = {
             "format": POLICY_FORMAT,
-            "class": f"{type(self).__module__}:{type(self).__qualname__}",
+            "class": class_path(type(self)),
             "spec": self.spec,
             "config": self.config,
-            "state_dict": self.state_dict(),
+            "state_dict": state,
         }
+        payload["sha256"] = policy_checksum(payload)
         with atomic_path(path) as tmp:
             torch.save(payload, tmp)
 
-    @staticmethod
-    def load(path: str | os.PathLike) -> "TokenPolicy":
-        from ar_envs.core import load_object
+    @classmethod
+    def load(cls, path: str | os.PathLike, classes=()) -> "TokenPolicy":
+        """The policy saved in ``path`` by :meth:`save`.
 
+        Loading never imports or runs code named by the file: its ``class`` field is looked up
+        among this package's policy classes (``agents.policies.POLICY_CLASSES``), ``cls`` when
+        called on a subclass (``MyPolicy.load(path)``), and ``classes`` (your own
+        ``TokenPolicy`` subclasses: ``TokenPolicy.load(path, classes=[MyPolicy])``); the
+        result must be an instance of ``cls``. The file is refused with a ``ValueError`` naming
+        it, before any weights are built, if it is not a zip archive of uncompressed entries
+        (what ``torch.save`` writes; a compressed entry could expand without bound), names
+        another class, fails its SHA-256 checksum, holds non-finite weights, or its config
+        would build other weights than the file holds. Unpickling is restricted to tensors and
+        plain data (``torch.load(weights_only=True)``).
+        """
+        path = os.fspath(path)
+        allowed = allowed_policy_classes(cls, classes)
+        _check_archive(path)
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear message
             raise ValueError(f"{path}: not a readable ar-envs policy file ({type(exc).__name__}: {exc})") from None
         if not isinstance(payload, dict) or payload.get("format") != POLICY_FORMAT:
             raise ValueError(f"{path}: not an ar-envs policy file")
-        fields = {"class": str, "spec": dict, "config": dict, "state_dict": dict}
+        fields = {"class": str, "spec": dict, "config": dict, "state_dict": dict, "sha256": str}
         for key, kind in fields.items():
             if not isinstance(payload.get(key), kind):
                 raise ValueError(f"{path}: corrupt ar-envs policy file (field {key!r} missing or not a {kind.__name__})")
-        cls = load_object(payload["class"], "policy class")
-        if not (isinstance(cls, type) and issubclass(cls, TokenPolicy)):
-            raise ValueError(f"{path}: policy class {payload['class']!r} is not a TokenPolicy subclass")
+        name = payload["class"]
+        if name not in allowed:
+            raise ValueError(
+                f"{path}: policy class {name!r} is not one this loader may build (allowed: {sorted(allowed)}); a file "
+                f"never names code to import: pass your class, e.g. TokenPolicy.load(path, classes=[MyPolicy])"
+            )
+        model_cls = allowed[name]
+        state = payload["state_dict"]
+        if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+            raise ValueError(f"{path}: corrupt ar-envs policy file (state_dict must map names to tensors)")
         try:
-            model = cls(payload["spec"], **payload["config"])
-            model.load_state_dict(payload["state_dict"])
+            checksum = policy_checksum(payload)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise ValueError(f"{path}: corrupt ar-envs policy file ({type(exc).__name__}: {exc})") from None
+        if checksum != payload["sha256"]:
+            raise ValueError(f"{path}: corrupt ar-envs policy file: SHA-256 checksum mismatch (weights or config changed after saving)")
+        check_finite_weights(state, f"{path}: refused policy file")
+        try:
+            _check_shapes(model_cls, payload["spec"], payload["config"], state)
+            model = model_cls(payload["spec"], **payload["config"])
+            model.load_state_dict(state)
         except (TypeError, KeyError, RuntimeError, ValueError) as exc:
             raise ValueError(f"{path}: corrupt ar-envs policy file ({type(exc).__name__}: {exc})") from None
         return model
@@ -251,3 +287,93 @@ class TokenPolicy(nn.Module):
         n = sum(p.numel() for p in self.parameters())
         return f"{type(self).__name__}({json.dumps(self.config)}, {n} parameters)"
 
+
+# --------------------------------------------------------------------------------------------
+# policy files: class allow-list, checksum, weight checks
+# --------------------------------------------------------------------------------------------
+
+
+def class_path(cls: type) -> str:
+    """``module:qualname``, the name a policy file records its class by."""
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def allowed_policy_classes(cls: type, classes=()) -> dict[str, type]:
+    """The classes :meth:`TokenPolicy.load` may build, by :func:`class_path`: this package's
+    (``agents.policies.POLICY_CLASSES``), ``cls`` and ``classes`` (a class or an iterable of
+    them), keeping only subclasses of ``cls``."""
+    from agents.policies import POLICY_CLASSES
+
+    if isinstance(classes, type):
+        classes = [classes]
+    try:
+        extra = list(classes)
+    except TypeError:
+        raise ValueError(f"classes must be a TokenPolicy subclass or a list of them, got {classes!r}") from None
+    for c in extra:
+        if not (isinstance(c, type) and issubclass(c, TokenPolicy)):
+            raise ValueError(f"classes must hold TokenPolicy subclasses, got {c!r}")
+    candidates = [*POLICY_CLASSES, *extra] + ([cls] if cls is not TokenPolicy else [])
+    return {class_path(c): c for c in candidates if issubclass(c, cls)}
+
+
+def _tensor_bytes(t: torch.Tensor) -> bytes:
+    return t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+
+
+def policy_checksum(payload: dict) -> str:
+    """SHA-256 of a policy file's class, spec, config and weights (name, dtype, shape and bytes
+    of each tensor, in sorted order)."""
+    h = hashlib.sha256()
+    head = [payload["class"], payload["spec"], payload["config"]]
+    h.update(json.dumps(head, sort_keys=True, separators=(",", ":"), default=repr).encode())
+    for name in sorted(payload["state_dict"]):
+        t = payload["state_dict"][name]
+        h.update(json.dumps([name, str(t.dtype), list(t.shape)]).encode())
+        h.update(_tensor_bytes(t))
+    return h.hexdigest()
+
+
+def check_finite_weights(state: dict, what: str) -> None:
+    """``ValueError`` (starting with ``what``) naming the first weight with a NaN or an infinity."""
+    for name, t in state.items():
+        if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{what}: weight {name!r} holds non-finite values (NaN or inf)")
+
+
+def _check_archive(path: str) -> None:
+    """A policy file is a zip archive of *uncompressed* entries (what ``torch.save`` writes), so
+    loading it takes no more memory than its size on disk; anything else is refused unread."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise ValueError(f"{path}: not a readable ar-envs policy file (not a zip archive as torch.save writes)") from None
+    on_disk = os.path.getsize(path)
+    for info in infos:
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise ValueError(f"{path}: refused policy file: entry {info.filename!r} is compressed "
+                             f"({info.compress_size} bytes expanding to {info.file_size}); torch.save stores entries uncompressed")
+        if info.file_size != info.compress_size or info.file_size > on_disk:
+            raise ValueError(f"{path}: corrupt ar-envs policy file: entry {info.filename!r} declares {info.file_size} "
+                             f"bytes in a {on_disk}-byte file")
+
+
+def _check_shapes(cls: type, spec: dict, config: dict, state: dict) -> None:
+    """Build ``cls(spec, **config)`` on the meta device (no memory) and check that it has exactly
+    the file's weights (names and shapes), so a config cannot make the real build allocate
+    more than the file holds. Classes that cannot be built on the meta device skip the check."""
+    try:
+        with torch.device("meta"):
+            probe = cls(spec, **config)
+    except (TypeError, KeyError, ValueError):
+        raise
+    except Exception:  # noqa: BLE001 - an operation the meta device lacks: build for real
+        return
+    want = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
+    have = {k: tuple(v.shape) for k, v in state.items()}
+    if want != have:
+        diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+        raise ValueError(f"the config builds other weights than the file holds (differ: {diff[:5]})")
