@@ -477,7 +477,7 @@ def test_max_iter_must_be_a_positive_integer(cls, value):
 @pytest.mark.parametrize("cls, kwargs, match", [
     (SmoothedBC, {"gamma": 1.0}, r"gamma must be a finite number in \[0.0, 1.0\)"),
     (SmoothedBC, {"gamma": float("nan")}, "gamma must be a finite number"),
-    (SmoothedBC, {"gamma": "x"}, "gamma must be a number"),
+    (SmoothedBC, {"gamma": "x"}, "gamma must be a real number"),
     (DAgger, {"rounds": -1}, "rounds must be an integer >= 0"),
     (DAgger, {"beta_rampdown": 0}, "beta_rampdown must be an integer >= 1"),
     (Teacherless, {"epochs": 0}, "epochs must be an integer >= 1"),

@@ -1,0 +1,29 @@
+"""The learners' benchmark runs with tiny settings; its C(H) column agrees with a direct fit (no timing is asserted)."""
+
+from __future__ import annotations
+
+import re
+
+from agents import bench_learners
+from agents.algorithms import BlockHellinger
+from ar_envs.data import generate
+from ar_envs.metrics import sequence_metrics
+from ar_envs.tasks import TwoBranch
+
+TINY = ["--samples", "200", "--rho-horizon", "6", "--knob-horizon", "12", "--blocks", "1,12", "--seeds", "1"]
+
+
+def test_bench_learners_prints_rho_cells_and_the_knob(capsys):
+    assert bench_learners.main(TINY) == 0
+    out = capsys.readouterr().out
+    assert len(re.findall(r"rho\s+\d+\.\d s \(\d+ candidates, \d+ rounds, resolution (reached|NOT reached); (ok|ABOVE)\)", out)) == 2
+    rows = {int(k): float(c) for k, c in re.findall(r"^\s+(\d+)\s+(\d+\.\d+) \[", out, re.M)}
+    task = TwoBranch(horizon=12, eps=0.01)
+    for K in (1, 12):  # the printed C(H) is the exact one of the same fit
+        pol = BlockHellinger(K).fit(task, generate(task, 200, seed=0), 0)
+        assert rows[K] == round(sequence_metrics(task, pol)["hellinger2"].value / task.best_in_class()["hellinger2"], 2)
+
+
+def test_bench_learners_refuses_bad_blocks(capsys):
+    assert bench_learners.main(["--blocks", "1,x"]) == 2
+    assert "--blocks" in capsys.readouterr().err
