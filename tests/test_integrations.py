@@ -310,3 +310,18 @@ def test_to_minari_with_a_task_of_ones_own(tmp_path, monkeypatch):
     assert recovered.spec.id == COUNTDOWN_ID and recovered.spec.kwargs == task.task_args()
     for i, episode in enumerate(dataset.iterate_episodes()):
         assert np.array_equal(episode.actions, demos.sequences[i])
+
+
+def test_recurrent_ppo_needs_and_works_with_flatten_observation():
+    """The README's note: sb3-contrib's LSTM policy refuses the integer observations as they are
+    and trains on them through gymnasium's FlattenObservation (their one-hot encoding)."""
+    pytest.importorskip("sb3_contrib")
+    from gymnasium.wrappers import FlattenObservation
+    from sb3_contrib import RecurrentPPO
+
+    with pytest.raises(TypeError, match="input_size"):
+        RecurrentPPO("MlpLstmPolicy", gym.make("ar_envs/TwoBranch-v0", horizon=4), device="cpu")
+    env = FlattenObservation(gym.make("ar_envs/TwoBranch-v0", horizon=4))
+    assert env.observation_space.shape == (4 * 3,)  # H positions x (V + 1) token values
+    model = RecurrentPPO("MlpLstmPolicy", env, n_steps=16, batch_size=16, n_epochs=1, seed=0, device="cpu").learn(32)
+    assert model.num_timesteps == 32
