@@ -389,7 +389,14 @@ def _env_class(task_cls: type[Task], vector: bool) -> type:
     return make_env_classes(task_cls)[1 if vector else 0]
 
 
-copyreg.pickle(_TaskEnvClass, lambda cls: (_env_class, (cls._task_cls, cls._is_vector)))
+def _reduce_env_class(cls):
+    made = _ENV_CLASSES.get(cls._task_cls, ())
+    if cls in made:
+        return _env_class, (cls._task_cls, cls._is_vector)
+    return cls.__qualname__  # a user's subclass of one of them: by name, as any class
+
+
+copyreg.pickle(_TaskEnvClass, _reduce_env_class)
 
 _ENV_CLASSES: dict[type, tuple[type, type]] = {}
 

@@ -244,6 +244,16 @@ def test_generated_env_classes_pickle_by_reference():
                           venv.step(np.zeros(3, dtype=np.int64))[0])
 
 
+class LoudCountdownEnv(CountdownEnv):
+    """A user's subclass of a generated class: pickled by its own name."""
+
+
+def test_subclass_of_a_generated_class_pickles_as_itself():
+    env = LoudCountdownEnv(horizon=2)
+    assert pickle.loads(pickle.dumps(LoudCountdownEnv)) is LoudCountdownEnv
+    assert type(pickle.loads(pickle.dumps(env))) is LoudCountdownEnv
+
+
 @pytest.mark.parametrize("context", [None, "spawn"])
 def test_async_vector_env_over_a_task_of_ones_own(context):
     from gymnasium.vector import AsyncVectorEnv
