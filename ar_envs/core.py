@@ -588,8 +588,10 @@ def check_task(task: Task, n: int = 8, seed: int = 0) -> Task:
 
     Checks: the class (:func:`check_task_class`, with the sweep's ``horizon_arg``); the required
     attributes (``name``, ``env_id``, ``vocab_size >= 2``, ``horizon >= 1``, ``context_length >=
-    0``, ``context_vocab_size >= 1``); that ``task_args()`` is JSON-serialisable, names every
-    constructor argument and rebuilds an equal task; ``sample_contexts`` (shape ``(n, L)``,
+    0``, ``context_vocab_size >= 1``); that ``task_args()`` is JSON-serialisable and rebuilds
+    the same task (same sizes, context law, expert and reward on the roll-outs below: an
+    argument left out of it shows when its value is not the default, so check a task with
+    non-default arguments); ``sample_contexts`` (shape ``(n, L)``,
     integer tokens in range); along ``n`` expert roll-outs, that every ``expert_probs`` row is a
     distribution (finite, non-negative, sums to 1; one-hot if ``deterministic_expert``), that
     ``action_mask`` allows the expert's token, and that ``reward`` gives ``n`` numbers in
@@ -619,14 +621,15 @@ def check_task(task: Task, n: int = 8, seed: int = 0) -> Task:
         raise ValueError(f"{what}.task_args() must be JSON-serialisable (plain numbers, strings, lists): {exc}") from None
     names, var_kw = _constructor_parameters(cls)
     missing = [k for k in names if k not in args]
-    if missing:
-        raise ValueError(f"{what}.task_args() must return every constructor argument; missing {missing}")
+    not_rebuilt = (f"{what}.task_args() must return every constructor argument (it must rebuild the task); "
+                   f"missing {missing}" if missing else f"{what}(**task_args()) does not rebuild the task")
     try:
         again = cls(**args)
     except Exception as exc:  # noqa: BLE001 - any failure means the arguments do not rebuild the task
-        raise ValueError(f"{what}(**task_args()) fails: {type(exc).__name__}: {exc}") from None
-    if again.task_args() != args or (again.horizon, again.vocab_size) != (task.horizon, task.vocab_size):
-        raise ValueError(f"{what}(**task_args()) does not rebuild the task: task_args() {again.task_args()} != {args}")
+        raise ValueError(f"{not_rebuilt}: {type(exc).__name__}: {exc}") from None
+    attrs = ("horizon", "vocab_size", "context_length", "context_vocab_size", "deterministic_expert")
+    if again.task_args() != args or any(getattr(again, a) != getattr(task, a) for a in attrs):
+        raise ValueError(f"{not_rebuilt}: task_args() {again.task_args()} != {args}")
 
     n = check_int("n", n, 1)
     rng = np.random.default_rng(seed)
@@ -656,6 +659,18 @@ def check_task(task: Task, n: int = 8, seed: int = 0) -> Task:
     reward = np.asarray(task.reward(contexts, seq), dtype=np.float64)
     if reward.shape != (n,) or not np.all((reward >= 0) & (reward <= 1)):
         raise ValueError(f"{what}.reward must return {n} numbers in [0, 1], got shape {reward.shape}")
+    # the task rebuilt from task_args() is the same task: same contexts, expert and reward (an
+    # argument left out of task_args() shows here when its value is not the default)
+    same = np.array_equal(np.asarray(again.sample_contexts(n, np.random.default_rng(seed))),
+                          np.asarray(task.sample_contexts(n, np.random.default_rng(seed))))
+    same = same and np.array_equal(np.asarray(again.reward(contexts, seq), dtype=np.float64), reward)
+    for h in range(H) if same else ():
+        if not np.allclose(again.expert_probs(contexts, seq[:, :h]), task.expert_probs(contexts, seq[:, :h]),
+                           rtol=0, atol=1e-12):
+            same = False
+            break
+    if not same:
+        raise ValueError(f"{not_rebuilt}: {what}(**task_args()) has another expert, reward or context law")
     fm = task.feature_map()
     if fm is not None:
         if not isinstance(fm, FeatureMap):

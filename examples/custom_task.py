@@ -117,7 +117,9 @@ if ENV_ID not in gym.registry:  # importing twice must not register twice
 def main() -> None:
     from gymnasium.utils.env_checker import check_env
 
-    task = check_task(StickyBits(horizon=8))  # raises a one-line error if something is off
+    # raises a one-line error if something is off; non-default arguments, so that an argument
+    # missing from task_args() shows (the task rebuilt from it would differ)
+    task = check_task(StickyBits(horizon=8, stay0=0.8, stay1=0.3))
     print(f"check_task: {task!r} ok")
     env = gym.make(ENV_ID, horizon=8)
     check_env(env.unwrapped)
