@@ -233,17 +233,30 @@ def _add_run_options(p, out_default: str, seeds: int, samples: int):
     p.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, ``(default: ...)``, unless its help already says it or there
+    is none to show (``None``, ``False``, an empty list)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, []) or action.default is argparse.SUPPRESS:
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ar-envs", description=__doc__)
+    parser = argparse.ArgumentParser(prog="ar-envs", description=__doc__.replace("``", ""), formatter_class=_HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("list", help="tasks, environment ids and algorithms, one line each")
+    p = sub.add_parser("list", formatter_class=_HelpFormatter, help="tasks, environment ids and algorithms, one line each")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("sweep", help="run the horizon sweep, appending one JSON line per cell")
+    p = sub.add_parser("sweep", formatter_class=_HelpFormatter, help="run the horizon sweep, appending one JSON line per cell")
     p.add_argument("--task", required=True, help="task name (see `ar-envs list`) or package.module:Class")
     p.add_argument("--task-arg", action="append", default=[], metavar="NAME=VALUE", help="task argument (repeatable)")
-    p.add_argument("--horizons", required=True, help="comma-separated horizons, e.g. 10,50,100")
+    p.add_argument("--horizons", required=True,
+                   help="comma-separated horizons, e.g. 10,50,100: the values of the task's horizon argument "
+                        "(horizon; path-star: path_length, multiplication: digits, parity: n_bits)")
     p.add_argument("--algorithms", required=True, help="comma-separated names or package.module:Name")
     p.add_argument("--policy", choices=("linear", "mlp", "transformer"), default=None,
                    help="neural policy class for the algorithms that train one (bc then trains it instead of the log-linear class)")
@@ -254,18 +267,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(p, "results.jsonl", seeds=3, samples=1000)
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("report", help="table and log-log plots of C(H) and D_H^2(H) from a results file")
+    p = sub.add_parser("report", formatter_class=_HelpFormatter, help="table and log-log plots of C(H) and D_H^2(H) from a results file")
     p.add_argument("results", help="a results file written by `ar-envs sweep`")
     p.add_argument("--plots", default=None, help="directory for the PNG plots (default: next to the results file)")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("demo", help="two-branch (eps=0.01, H=2..500) and rare-token (delta=0.01, H=1..20) sweeps: "
-                                    "BC vs robust vs dagger vs rho vs the block K-knob; table and plots")
+    p = sub.add_parser("demo", formatter_class=_HelpFormatter,
+                       help="two-branch (eps=0.01, H=2..500) and rare-token (delta=0.01, H=1..20) sweeps: "
+                            "BC vs robust vs dagger vs rho vs the block K-knob; table and plots")
     _add_run_options(p, "results/demo.jsonl", seeds=5, samples=1000)
     p.add_argument("--plots", default="results", help="directory for the PNG plots")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("bench", help="environment speed against Gymnasium's CartPole-v1, as ratios measured in one run")
+    p = sub.add_parser("bench", formatter_class=_HelpFormatter, help="environment speed against Gymnasium's CartPole-v1, as ratios measured in one run")
     from agents.bench import add_arguments
 
     add_arguments(p)

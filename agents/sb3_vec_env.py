@@ -14,9 +14,9 @@ Gymnasium's ``VectorEnv`` vs SB3's ``VecEnv``; :class:`ar_envs.SequenceVectorEnv
 :class:`SequenceVecEnv` performs the native env's reset step right after the final step of the
 episode (the copies run in lockstep, so every copy ends on the same step) and returns its
 observation. Everything else is as with ``DummyVecEnv([lambda: SequenceEnv(task)] * n)``: the
-same observations, rewards (float32), ``dones`` and info dicts (``step``, and while an episode
-runs ``expert_action``, and ``expert_probs`` with ``expert_probs=True``; a new episode's first
-info is in ``reset_infos``), and
+same observations, rewards (float32), ``dones`` and info dicts (``step``, ``expert_action``, and ``expert_probs`` with ``expert_probs=True``,
+at every step: :data:`ar_envs.env.END_ACTION` after an episode's last token; a new episode's
+first info is in ``reset_infos``), and
 the same law. With ``n_envs=1`` and the same seed it reproduces that ``DummyVecEnv`` step for
 step; with more copies one generator serves the whole batch (``seed(s)`` seeds it with ``s``,
 where ``DummyVecEnv`` seeds copy ``i`` with ``s + i``), so the draws differ, not their law.
@@ -100,11 +100,10 @@ class SequenceVecEnv(VecEnv):
         obs, rewards, terminated, truncated, info = self.env.step(actions)
         dones = terminated | truncated
         if dones[0]:  # lockstep: every copy's episode ended on this step
-            infos = [
-                {"step": int(info["step"][i]), "TimeLimit.truncated": bool(truncated[i] and not terminated[i]),
-                 "terminal_observation": obs[i]}
-                for i in range(self.num_envs)
-            ]
+            infos = self._running_infos(info)  # expert_action: the placeholder END_ACTION
+            for i, d in enumerate(infos):
+                d["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
+                d["terminal_observation"] = obs[i]
             # the native NEXT_STEP reset step (its actions are ignored) gives the new episodes
             obs, _, _, _, reset_info = self.env.step(np.zeros(self.num_envs, dtype=np.int64))
             self.reset_infos = self._running_infos(reset_info)

@@ -33,6 +33,8 @@ __all__ = [
     "check_memory",
     "memory_limit",
     "as_rng",
+    "check_task",
+    "check_task_class",
 ]
 
 
@@ -371,7 +373,14 @@ class Task:
 
     # ------------------------------------------------------------------ generic, overridable
     def task_args(self) -> dict:
-        """The constructor arguments that reproduce this task (JSON-serialisable)."""
+        """The constructor arguments that reproduce this task (JSON-serialisable): every one of
+        them, so that ``type(task)(**task.task_args())`` rebuilds it. Environment specs,
+        datasets and the sweep's results are keyed by it. This default serves tasks whose
+        constructor takes no arguments; for any other it raises ``ValueError`` (override it)."""
+        names, _ = _constructor_parameters(type(self))
+        if names:
+            raise ValueError(f"{type(self).__qualname__} takes constructor arguments {names} but does not override "
+                             "task_args(): it must return every constructor argument")
         return {}
 
     def token_names(self) -> list[str]:
@@ -408,6 +417,7 @@ class Task:
         seq = np.zeros((n, self.horizon), dtype=np.int64)
         for h in range(self.horizon):
             p = self.expert_probs(contexts, seq[:, :h])
+            check_probability_rows(self, p)
             seq[:, h] = sample_categorical(p, rng)
         return contexts, seq
 
@@ -560,7 +570,10 @@ class Task:
         return (f"[{ctx}] " if len(context) else "") + gen
 
     def __repr__(self) -> str:
-        return self.describe()
+        try:
+            return self.describe()
+        except ValueError:  # a task_args() that fails (see check_task) must not break repr
+            return f"{type(self).__name__}(?)"
 
 
 class DeterministicTask(Task):
@@ -612,3 +625,165 @@ def sample_categorical(probs: np.ndarray, rng: np.random.Generator) -> np.ndarra
     u = rng.random(probs.shape[0])[:, None] * cdf[:, -1:]
     out = (u >= cdf).sum(axis=1)
     return np.minimum(out, probs.shape[1] - 1).astype(np.int64)
+
+
+# --------------------------------------------------------------------------------------------
+# checks of user-written tasks (the common mistakes fail loudly, once, before any work)
+# --------------------------------------------------------------------------------------------
+
+PROB_ATOL = 1e-6
+"""How far from 1 an expert's next-token distribution may sum (rounding of float64 rows)."""
+
+
+def check_probability_rows(task: Task, probs, low: float | None = None, high: float | None = None) -> None:
+    """``ValueError`` unless the rows of ``probs`` ``(n, V)`` sum to 1 within :data:`PROB_ATOL`
+    (``NaN`` fails). ``low`` / ``high``: the row sums if the caller has them already (the
+    environments' samplers do), so the check is two passes over ``n`` numbers."""
+    if low is None:
+        sums = np.asarray(probs, dtype=np.float64).sum(axis=-1)
+        low, high = (sums.min(), sums.max()) if sums.size else (1.0, 1.0)
+    if not (abs(low - 1.0) <= PROB_ATOL and abs(high - 1.0) <= PROB_ATOL):
+        raise ValueError(f"{type(task).__name__}.expert_probs must return distributions over the {task.vocab_size} "
+                         f"tokens (rows >= 0 summing to 1), got row sums in [{low}, {high}]; "
+                         "ar_envs.core.check_task(task) checks a task")
+
+
+def _constructor_parameters(cls: type) -> tuple[list[str], bool]:
+    """The named parameters of ``cls.__init__`` and whether it also takes ``**kwargs``."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(cls.__init__).parameters.values())[1:]  # without self
+    except (TypeError, ValueError):
+        return [], True
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return names, any(p.kind is p.VAR_KEYWORD for p in params)
+
+
+def check_task_class(cls, sweep: bool = False) -> type:
+    """``cls`` if it is a :class:`Task` subclass that can be rebuilt from its arguments, else a
+    one-line ``ValueError`` / ``TypeError``.
+
+    The mistake it catches: a constructor that takes arguments while :meth:`Task.task_args` is
+    not overridden. ``task_args()`` must return every constructor argument: the environments'
+    specs, saved datasets and the sweep's results (and which cells are finished, and which best
+    in class is reused) are keyed by it, so a task that returns ``{}`` makes different tasks
+    look the same. ``sweep=True`` also requires :attr:`Task.horizon_arg` to be a constructor
+    argument (the sweep sets it to each horizon).
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        raise TypeError(f"task class must be a subclass of ar_envs.Task, got {cls!r}")
+    names, var_kw = _constructor_parameters(cls)
+    if names and cls.task_args is Task.task_args:
+        raise ValueError(f"{cls.__qualname__} takes constructor arguments {names} but does not override task_args(): "
+                         f"it must return every constructor argument, e.g. {{{', '.join(repr(n) + ': ...' for n in names)}}}")
+    if sweep and cls.horizon_arg not in names and not var_kw:
+        raise ValueError(f"{cls.__qualname__}.horizon_arg is {cls.horizon_arg!r}, which is not an argument of its "
+                         f"constructor ({names}): set horizon_arg to the argument the horizon sweep varies")
+    return cls
+
+
+def check_task(task: Task, n: int = 8, seed: int = 0) -> Task:
+    """Check a task, typically one you wrote, and return it; ``ValueError`` / ``TypeError`` with
+    one line saying what is wrong. Costs ``H`` calls of ``expert_probs`` on ``n`` rows.
+
+    Checks: the class (:func:`check_task_class`, with the sweep's ``horizon_arg``); the required
+    attributes (``name``, ``env_id``, ``vocab_size >= 2``, ``horizon >= 1``, ``context_length >=
+    0``, ``context_vocab_size >= 1``); that ``task_args()`` is JSON-serialisable and rebuilds
+    the same task (same sizes, context law, expert and reward on the roll-outs below: an
+    argument left out of it shows when its value is not the default, so check a task with
+    non-default arguments); ``sample_contexts`` (shape ``(n, L)``,
+    integer tokens in range); along ``n`` expert roll-outs, that every ``expert_probs`` row is a
+    distribution (finite, non-negative, sums to 1; one-hot if ``deterministic_expert``), that
+    ``action_mask`` allows the expert's token, and that ``reward`` gives ``n`` numbers in
+    ``[0, 1]``; and that a :meth:`~Task.feature_map`, if any, is a :class:`FeatureMap` over the
+    same vocabulary, the same object on every call, whose ``context_index`` maps the contexts
+    into its ``C`` contexts.
+    """
+    import json
+
+    if not isinstance(task, Task):
+        raise TypeError(f"task must be an ar_envs.Task instance, got {type(task).__name__}")
+    cls = type(task)
+    what = cls.__qualname__
+    check_task_class(cls, sweep=True)
+    if not isinstance(task.name, str) or not task.name or not isinstance(task.env_id, str) or not task.env_id:
+        raise ValueError(f"{what}: name and env_id must be non-empty strings, got {task.name!r}, {task.env_id!r}")
+    for attr, low in (("vocab_size", 2), ("horizon", 1), ("context_length", 0), ("context_vocab_size", 1)):
+        value = getattr(task, attr)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"{what}.{attr} must be an integer >= {low}, got {value!r}")
+    args = task.task_args()
+    if not isinstance(args, dict):
+        raise ValueError(f"{what}.task_args() must return a dict of the constructor arguments, got {type(args).__name__}")
+    try:
+        json.dumps(args)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what}.task_args() must be JSON-serialisable (plain numbers, strings, lists): {exc}") from None
+    names, var_kw = _constructor_parameters(cls)
+    missing = [k for k in names if k not in args]
+    not_rebuilt = (f"{what}.task_args() must return every constructor argument (it must rebuild the task); "
+                   f"missing {missing}" if missing else f"{what}(**task_args()) does not rebuild the task")
+    try:
+        again = cls(**args)
+    except Exception as exc:  # noqa: BLE001 - any failure means the arguments do not rebuild the task
+        raise ValueError(f"{not_rebuilt}: {type(exc).__name__}: {exc}") from None
+    attrs = ("horizon", "vocab_size", "context_length", "context_vocab_size", "deterministic_expert")
+    if again.task_args() != args or any(getattr(again, a) != getattr(task, a) for a in attrs):
+        raise ValueError(f"{not_rebuilt}: task_args() {again.task_args()} != {args}")
+
+    n = check_int("n", n, 1)
+    rng = np.random.default_rng(seed)
+    V, H, L = task.vocab_size, task.horizon, task.context_length
+    contexts = np.asarray(task.sample_contexts(n, rng))
+    if contexts.shape != (n, L) or (contexts.size and not np.issubdtype(contexts.dtype, np.integer)):
+        raise ValueError(f"{what}.sample_contexts({n}, rng) must return integers of shape ({n}, {L}), "
+                         f"got {contexts.dtype} {contexts.shape}")
+    if contexts.size and (contexts.min() < 0 or contexts.max() >= task.context_vocab_size):
+        raise ValueError(f"{what}.sample_contexts must return tokens in [0, {task.context_vocab_size - 1}] "
+                         f"(context_vocab_size), got values in [{contexts.min()}, {contexts.max()}]")
+    seq = np.zeros((n, H), dtype=np.int64)
+    for h in range(H):
+        p = np.asarray(task.expert_probs(contexts, seq[:, :h]), dtype=np.float64)
+        if p.shape != (n, V):
+            raise ValueError(f"{what}.expert_probs must return shape (n, V) = ({n}, {V}), got {p.shape} at step {h}")
+        if not np.all(np.isfinite(p)) or p.min() < 0:
+            raise ValueError(f"{what}.expert_probs must return finite non-negative probabilities, got min {p.min()} "
+                             f"at step {h}")
+        check_probability_rows(task, p)
+        if task.deterministic_expert and not np.all(p.max(axis=1) == 1.0):
+            raise ValueError(f"{what}.deterministic_expert is True but expert_probs is not one-hot at step {h}")
+        seq[:, h] = sample_categorical(p, rng)
+        mask = np.asarray(task.action_mask(contexts, seq[:, :h]))
+        if mask.shape != (n, V) or not mask[np.arange(n), seq[:, h]].all():
+            raise ValueError(f"{what}.action_mask must be bool ({n}, {V}) and allow the expert's tokens (step {h})")
+    reward = np.asarray(task.reward(contexts, seq), dtype=np.float64)
+    if reward.shape != (n,) or not np.all((reward >= 0) & (reward <= 1)):
+        raise ValueError(f"{what}.reward must return {n} numbers in [0, 1], got shape {reward.shape}")
+    # the task rebuilt from task_args() is the same task: same contexts, expert and reward (an
+    # argument left out of task_args() shows here when its value is not the default)
+    same = np.array_equal(np.asarray(again.sample_contexts(n, np.random.default_rng(seed))),
+                          np.asarray(task.sample_contexts(n, np.random.default_rng(seed))))
+    same = same and np.array_equal(np.asarray(again.reward(contexts, seq), dtype=np.float64), reward)
+    for h in range(H) if same else ():
+        if not np.allclose(again.expert_probs(contexts, seq[:, :h]), task.expert_probs(contexts, seq[:, :h]),
+                           rtol=0, atol=1e-12):
+            same = False
+            break
+    if not same:
+        raise ValueError(f"{not_rebuilt}: {what}(**task_args()) has another expert, reward or context law")
+    fm = task.feature_map()
+    if fm is not None:
+        if not isinstance(fm, FeatureMap):
+            raise ValueError(f"{what}.feature_map() must return an ar_envs.FeatureMap or None, got {type(fm).__name__}")
+        if task.feature_map() is not fm:
+            raise ValueError(f"{what}.feature_map() must return the same object on every call (make it once and keep "
+                             "it): the exact metrics recognise the policies of the class by it")
+        C, S, fV, _ = fm.features.shape
+        if fV != V:
+            raise ValueError(f"{what}.feature_map() has {fV} tokens in its features, the task has vocab_size {V}")
+        c_idx = np.asarray(fm.context_index(contexts))
+        if c_idx.shape != (n,) or (c_idx.size and (c_idx.min() < 0 or c_idx.max() >= C)):
+            raise ValueError(f"{what}.feature_map().context_index must map ({n}, {L}) contexts to {n} indices "
+                             f"in [0, {C - 1}]")
+    return task

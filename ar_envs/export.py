@@ -18,7 +18,10 @@ carry the task and the seed::
     dataset = minari.load_dataset("ar_envs/path-star/expert-v0")   # later, anywhere
 
 Minari writes under its dataset root (``MINARI_DATASETS_PATH``, default ``~/.minari/datasets``)
-and refuses an id that exists there.
+and refuses an id that exists there. A task of your own works too, once registered as a
+Gymnasium environment with string entry points (see ``docs/custom_task.md``): it is found by its
+``env_id`` in any namespace, or pass ``env=`` (the registered id, or an environment made with
+``gymnasium.make``).
 """
 
 from __future__ import annotations
@@ -30,18 +33,51 @@ import numpy as np
 from .core import Task
 from .data import Demonstrations, episode_observations, episode_rewards
 
-__all__ = ["to_minari", "INSTALL_HINT"]
+__all__ = ["to_minari", "registered_env_id", "INSTALL_HINT"]
 
 INSTALL_HINT = 'Minari is not installed: pip install "minari[hdf5]>=0.5" (or "ar-envs[minari]")'
 
 
-def to_minari(demos: Demonstrations, dataset_id: str, task: Task | None = None, *, author: str | None = None,
+def registered_env_id(task: Task) -> str:
+    """The registered Gymnasium id of ``task``'s environment: ``ar_envs/<env_id>`` for ours, else
+    the one id in any namespace whose name is ``task.env_id`` (``my_pkg/MyTask-v0`` for
+    ``env_id = "MyTask-v0"``); ``ValueError`` if there is none or more than one."""
+    import gymnasium as gym
+
+    own = f"ar_envs/{task.env_id}"
+    if own in gym.registry:
+        return own
+    found = sorted(k for k in gym.registry if k == task.env_id or k.endswith("/" + task.env_id))
+    if len(found) != 1:
+        what = "no environment is registered" if not found else f"several environments are registered ({found})"
+        raise ValueError(f"{what} for env_id {task.env_id!r} of {type(task).__name__}: register it with "
+                         "gymnasium.register (docs/custom_task.md) or pass env= (an id or an environment)")
+    return found[0]
+
+
+def _check_env_fits(env, task: Task) -> None:
+    from .env import observation_space
+
+    inner = getattr(env.unwrapped, "task", None)
+    if inner is not None and (type(inner) is not type(task) or inner.task_args() != task.task_args()):
+        raise ValueError(f"env holds the task {inner!r}, not the demonstrations' task {task!r}")
+    if env.observation_space != observation_space(task) or getattr(env.action_space, "n", None) != task.vocab_size:
+        raise ValueError(f"env's spaces ({env.observation_space}, {env.action_space}) are not those of {task!r}")
+    if env.spec is None:
+        raise ValueError("env has no spec (it was not made by gymnasium.make): pass a registered id or gymnasium.make(id)")
+
+
+def to_minari(demos: Demonstrations, dataset_id: str, task: Task | None = None, *, env=None, author: str | None = None,
               author_email: str | None = None, code_permalink: str | None = None, description: str | None = None,
               data_format: str | None = None):
     """Write ``demos`` as the Minari dataset ``dataset_id`` and return it (a ``MinariDataset``).
 
-    ``task``: the demonstrations' task; ``None`` rebuilds it from ``demos.task_name`` and
-    ``demos.task_args`` (as :func:`~ar_envs.data.generate` records them). ``author``,
+    ``task``: the demonstrations' task; ``None`` takes the task of ``env`` if given, else
+    rebuilds it from ``demos.task_name`` and ``demos.task_args`` (as
+    :func:`~ar_envs.data.generate` records them). ``env``: the environment the dataset records
+    (its spec, so ``recover_environment()`` makes it again): a registered id (made with the
+    task's arguments), an environment made by ``gymnasium.make`` for this task, or ``None`` for
+    :func:`registered_env_id`. ``author``,
     ``author_email``, ``code_permalink``, ``description``: Minari's metadata (it warns about the
     first three when they are missing). ``data_format``: Minari's storage format (``None``: its
     default, ``"hdf5"``). Raises ``ImportError`` with the install command when Minari is
@@ -58,6 +94,10 @@ def to_minari(demos: Demonstrations, dataset_id: str, task: Task | None = None, 
         raise ValueError(f"demos must be ar_envs.data.Demonstrations, got {type(demos).__name__}")
     if len(demos) == 0:
         raise ValueError("demos must hold at least one demonstration")
+    if env is not None and not isinstance(env, (str, gym.Env)):
+        raise ValueError(f"env must be None, a registered environment id or a gymnasium.Env, got {type(env).__name__}")
+    if task is None and isinstance(env, gym.Env) and isinstance(getattr(env.unwrapped, "task", None), Task):
+        task = env.unwrapped.task
     if task is None:
         from .tasks import make_task
 
@@ -79,7 +119,18 @@ def to_minari(demos: Demonstrations, dataset_id: str, task: Task | None = None, 
                       terminations=terminations.copy(), truncations=np.zeros(H, dtype=bool), infos={})
         for i in range(len(demos))
     ]
-    env = gym.make(f"ar_envs/{task.env_id}", **task.task_args())
+    own_env = not isinstance(env, gym.Env)  # made here, closed here
+    if own_env:
+        env_id = registered_env_id(task) if env is None else env
+        if env_id not in gym.registry:
+            raise ValueError(f"env {env_id!r} is not a registered environment id")
+        env = gym.make(env_id, **task.task_args())
+    try:
+        _check_env_fits(env, task)
+    except ValueError:
+        if own_env:
+            env.close()
+        raise
     meta = {"task": task.name, "task_args": task.task_args(), "seed": demos.seed}
     text = f"Expert demonstrations of ar_envs {task.describe()} (ar_envs metadata: {json.dumps(meta, sort_keys=True)})"
     try:
@@ -89,4 +140,5 @@ def to_minari(demos: Demonstrations, dataset_id: str, task: Task | None = None, 
             data_format=data_format,
         )
     finally:
-        env.close()
+        if own_env:
+            env.close()

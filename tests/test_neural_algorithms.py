@@ -43,6 +43,9 @@ class Successor(Task):
     def __init__(self, horizon=4, vocab_size=5):
         self.horizon, self.vocab_size, self.context_vocab_size = horizon, vocab_size, vocab_size
 
+    def task_args(self):
+        return {"horizon": self.horizon, "vocab_size": self.vocab_size}
+
     def sample_contexts(self, n, rng):
         return as_rng(rng).integers(0, self.vocab_size, size=(n, 1))
 
