@@ -29,7 +29,7 @@ from typing import Any, Iterable
 import numpy as np
 
 import ar_envs
-from ar_envs.core import Task, check_int
+from ar_envs.core import Task, check_int, check_task, check_task_class
 from ar_envs.data import generate
 from ar_envs.fileio import create_new_bytes, write_all
 from ar_envs.metrics import sequence_metrics
@@ -627,7 +627,7 @@ def sweep(
         algorithms = [a.strip() for a in algorithms.split(",") if a.strip()]
     if not algorithms:
         raise ValueError("algorithms must name at least one algorithm")
-    task_cls = get_task_class(task) if isinstance(task, str) else task
+    task_cls = check_task_class(get_task_class(task) if isinstance(task, str) else task, sweep=True)
     task_name = task if isinstance(task, str) and task in ar_envs.TASKS else (
         task if isinstance(task, str) else f"{task_cls.__module__}:{task_cls.__qualname__}")
     alg_objs = {}
@@ -645,6 +645,8 @@ def sweep(
         cell_task = task_cls(**{harg: h}, **task_args)
         cell_task.check_sample_size(n_samples, "n_samples")
         cell_task.check_sample_size(eval_samples, "eval_samples")
+    if task_cls not in ar_envs.TASKS.values():  # a user's task: its common mistakes fail here, not mid-sweep
+        check_task(task_cls(**{harg: horizons[0]}, **task_args))
 
     results = ResultsFile(out) if out is not None else None
     with contextlib.ExitStack() as stack:

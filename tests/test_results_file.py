@@ -208,13 +208,13 @@ def test_another_n_samples_or_eval_samples_is_a_new_cell_never_pooled(tmp_path, 
         assert spec in text
 
 
-def test_a_task_without_task_args_gets_its_own_best_in_class_and_cells_per_horizon(tmp_path, monkeypatch):
+def test_a_task_without_task_args_is_refused_and_the_best_in_class_cache_keys_the_cell_arguments(tmp_path, monkeypatch):
     (tmp_path / "bare_tasks.py").write_text(textwrap.dedent('''
         from ar_envs.core import Task
         from ar_envs.tasks import MixtureTeacher
 
         class BareMixture(MixtureTeacher):
-            """A user task that keeps the base class's task_args() (an empty dict)."""
+            """A user task that keeps the base class's task_args()."""
             name = "bare-mixture"
             def __init__(self, horizon=10):
                 super().__init__(horizon=horizon, p=0.2, q=0.8, w=0.3)
@@ -223,17 +223,20 @@ def test_a_task_without_task_args_gets_its_own_best_in_class_and_cells_per_horiz
     monkeypatch.syspath_prepend(str(tmp_path))
     from ar_envs.tasks import MixtureTeacher
 
-    monkeypatch.setattr(sweep_mod, "_BEST_CACHE", {})
     out = tmp_path / "r.jsonl"
-    first = sweep("bare_tasks:BareMixture", [3], ["bc"], out=out, **FAST)
-    both = sweep("bare_tasks:BareMixture", [3, 12], ["bc"], out=out, **FAST)  # resume: H=12 must run
-    assert len(first) == 2 and len(both) == 4 and len(ResultsFile(out).records()) == 4
-    for h in (3, 12):  # each horizon's own best in class (the closed form at that horizon)
-        expected = MixtureTeacher(horizon=h, p=0.2, q=0.8, w=0.3).best_in_class()["hellinger2"]
-        got = [r["best_in_class_hellinger2"] for r in both if r["horizon"] == h]
-        assert got == pytest.approx([expected, expected], rel=1e-12)
-    assert MixtureTeacher(horizon=3, p=0.2, q=0.8, w=0.3).best_in_class()["hellinger2"] != pytest.approx(
-        MixtureTeacher(horizon=12, p=0.2, q=0.8, w=0.3).best_in_class()["hellinger2"])
+    with pytest.raises(ValueError, match="does not override task_args"):  # fails loudly, before any cell
+        sweep("bare_tasks:BareMixture", [3, 12], ["bc"], out=out, **FAST)
+    assert not out.exists() or len(ResultsFile(out).records()) == 0
+    # and where task_args() says too little, the cache is still keyed by the cell's own arguments
+    monkeypatch.setattr(sweep_mod, "_BEST_CACHE", {})
+    values = {}
+    for h in (3, 12):
+        task = MixtureTeacher(horizon=h, p=0.2, q=0.8, w=0.3)
+        monkeypatch.setattr(task, "task_args", lambda: {})
+        values[h] = sweep_mod._best(task, None, {"horizon": h})["hellinger2"]
+        assert values[h] == pytest.approx(MixtureTeacher(horizon=h, p=0.2, q=0.8, w=0.3).best_in_class()["hellinger2"],
+                                          rel=1e-12)
+    assert values[3] != pytest.approx(values[12])
 
 
 def test_cell_key_differs_in_every_field_but_is_blind_to_field_order():
