@@ -127,6 +127,7 @@ def summarise(records: list[dict]) -> dict:
         stats = {"seeds": len(recs), "exact": all(r["exact"] for r in recs), "swept": _swept(recs[0])[0],
                  "H": recs[0]["horizon"], "best": recs[0]["best_in_class_hellinger2"],
                  "best_method": recs[0]["best_in_class_method"],
+                 "policy_class": (recs[0].get("fit_log") or {}).get("policy_class", "log-linear"),
                  "flags": [(r["seed"], r["approx_factor_flag"]) for r in recs if r.get("approx_factor_flag")]}
         values = {}
         for r in recs:
@@ -175,6 +176,17 @@ TABLES = (
     ("hellinger2", "squared Hellinger distance D_H^2 to the expert"),
     *DIAGNOSTICS,
 )
+
+
+def best_by_class(algs: dict) -> dict:
+    """``{policy class: {row: (best-in-class D_H^2, estimated)}}`` of a task group: each class
+    (the log-linear class, an MLP, a transformer, ...) has its own best member."""
+    out: dict = {}
+    for by_h in algs.values():
+        for h, st in by_h.items():
+            if st["best"] is not None:
+                out.setdefault(st.get("policy_class", "log-linear"), {}).setdefault(h, (st["best"], st["estimated"]["best"]))
+    return out
 
 
 def group_best(algs: dict) -> tuple[str, dict]:
@@ -253,8 +265,11 @@ def format_tables(summary: dict, notes: list[str] | None = None) -> str:
             widths = {n: max(22, len(n)) for n in names}
             lw = max(6, len(label))
             header = f"{label:>{lw}} | " + (f"{'H':>6} | " if show_h else "") + " | ".join(f"{n:^{widths[n]}}" for n in names)
+            per_class = best_by_class(algs)
+            best_cols = ([("best in class", None)] if len(per_class) <= 1
+                         else [(f"best: {c}", c) for c in per_class])
             if metric == "hellinger2":
-                header += f" | {'best in class':^13}"
+                header += "".join(f" | {title:^13}" for title, _ in best_cols)
             lines.append(header)
             lines.append("-" * len(header))
             for h in rows:
@@ -276,9 +291,13 @@ def format_tables(summary: dict, notes: list[str] | None = None) -> str:
                     cells.append(f"{txt:^{widths[n]}}")
                 row += " | ".join(cells)
                 if metric == "hellinger2":
-                    b = best.get(h)
-                    b_txt = ("~" if b is not None and best_est[h] else "") + _fmt(b)
-                    row += f" | {b_txt:^13}"
+                    for title, cls in best_cols:
+                        if cls is None:
+                            b, est = best.get(h), best_est[h]
+                        else:
+                            b, est = per_class[cls].get(h, (None, False))
+                        b_txt = ("~" if b is not None and est else "") + _fmt(b)
+                        row += f" | {b_txt:^{max(13, len(title))}}"
                 lines.append(row)
             if metric == "approx_factor" and flags:
                 for flag, k in flags.items():
@@ -421,8 +440,11 @@ def plot(summary: dict, out_dir: str, stem: str = "results") -> list[str]:
                                     alpha=0.2, lw=0)
                 drawn.append((n, (hs, mean)))
             if metric == "hellinger2" and best:
-                hs = [h for h in sorted(best) if best[h] is not None and best[h] > 0]
-                ax.plot(hs, [best[h] for h in hs], "k--", lw=1, label="best in class")
+                per_class = best_by_class(algs)
+                for j, (cls, vals) in enumerate(per_class.items()):
+                    hs = [h for h in sorted(vals) if vals[h][0] > 0]
+                    label = "best in class" if len(per_class) == 1 else f"best in class: {cls}"
+                    ax.plot(hs, [vals[h][0] for h in hs], ["--", ":", "-."][j % 3], color="k", lw=1, label=label)
             if any_mc:
                 ax.plot([], [], ls="none", marker="o", mfc="white", mec="gray", label="open marker: Monte-Carlo estimate")
             xs = sorted({h for c in curves.values() for h in c[0]})

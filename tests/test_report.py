@@ -219,3 +219,18 @@ def test_a_plot_never_replaces_a_device_or_fifo(tmp_path):
     import stat
 
     assert stat.S_ISFIFO(os.lstat(tmp_path / "r-approx_factor.png").st_mode)
+
+
+def test_each_policy_class_gets_its_own_best_in_class_column(tmp_path):
+    recs = [_rec(seed=s) for s in (0, 1)]  # log-linear (no fit_log: the default class)
+    recs += [_rec(algorithm="bc[mlp]", seed=s, hellinger2=0.05, best_in_class_hellinger2=0.04, approx_factor=1.25,
+                  best_in_class_exact=False, best_in_class_method="estimate: mlp trained on sequence-level D_H^2",
+                  fit_log={"policy_class": "mlp"}) for s in (0, 1)]
+    text, _ = report(_write(tmp_path / "r.jsonl", recs))
+    title = "squared Hellinger distance D_H^2 to the expert"
+    header = text.split(title, 1)[1].splitlines()[1]
+    assert "best: log-linear" in header and "best: mlp" in header
+    cells = [c.strip() for c in _row(text, title, 4).split("|")]
+    assert cells[-2:] == ["0.100", "~0.040"]  # the MLP class's best was estimated
+    one_class, _ = report(_write(tmp_path / "s.jsonl", recs[:2]))
+    assert "best in class" in one_class.split(title, 1)[1].splitlines()[1]

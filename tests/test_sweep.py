@@ -125,6 +125,8 @@ def test_user_algorithm_and_task_by_import_path(tmp_path, monkeypatch):
             name = "half-mixture"
             def __init__(self, horizon=10):
                 super().__init__(horizon=horizon, p=0.2, q=0.8, w=0.5)
+            def task_args(self):  # every constructor argument (the sweep checks it rebuilds the task)
+                return {"horizon": self.horizon}
     '''))
     monkeypatch.syspath_prepend(str(tmp_path))
     recs = sweep("my_algos:HalfMixture", [6], ["my_algos:fit_zero", "my_algos:Uniform", "bc"], **FAST)
