@@ -145,6 +145,10 @@ def cell_key(task_name: str, task_args: dict, algorithm: str, seed: int, n_sampl
 
 
 _BEST_CACHE: dict[str, dict] = {}
+_NEURAL_BEST_CACHE: dict[str, Any] = {}
+# keyword arguments of agents.neural_best.NeuralBestSearch for the sweep's neural best in class
+# (its budget: restarts, steps, lr, batch_size, mc_samples, ...); empty = the module's defaults
+NEURAL_BEST_OPTIONS: dict[str, Any] = {}
 
 
 def _is_neural(policy) -> bool:
@@ -167,14 +171,20 @@ def _policy_class(policy) -> str:
     return type(policy).__name__
 
 
-def _best(task: Task, policy=None) -> dict:
-    """The best in class, or ``hellinger2 = None`` with the reason when the task has no class
-    for which it is computed, or when the policy is neural: the best of the log-linear class is
-    not the best of a transformer's or an MLP's class (C(H) is then not reported)."""
+def _best(task: Task, policy=None, cell: Cell | None = None) -> dict:
+    """The best in class of ``policy``'s class, or ``hellinger2 = None`` with the reason.
+
+    Log-linear (and non-neural) policies: the task's log-linear class (``agents.best_in_class``),
+    or none when the task has no such class. Neural policies: an *estimate* in the policy's own
+    architecture (``agents.neural_best``): the search (objective, fresh restarts) is built once
+    per (task with its full constructor arguments incl. the swept one, architecture, config)
+    and kept; every cell adds its learner's fit as a candidate (trained and untrained), so a
+    cell's number does not depend on which cells ran before it in this process.
+    """
     from .best_in_class import best_in_class
 
     if _is_neural(policy):
-        return {"hellinger2": None, "method": "unavailable: neural policy class", "exact": False}
+        return _neural_best(task, policy, cell)
     key = json.dumps([task.name, type(task).__qualname__, task.task_args()], sort_keys=True, default=str)
     if key not in _BEST_CACHE:
         if task.feature_map() is None:
@@ -182,6 +192,30 @@ def _best(task: Task, policy=None) -> dict:
         else:
             _BEST_CACHE[key] = best_in_class(task)
     return _BEST_CACHE[key]
+
+
+def _neural_best(task: Task, policy, cell: Cell | None) -> dict:
+    from .neural_best import NeuralBestSearch, _unwrap
+
+    try:
+        model, teacherless = _unwrap(policy, "policy")
+    except TypeError:
+        return {"hellinger2": None, "method": f"unavailable: {type(policy).__name__} is not a neural policy class of "
+                "agents.policies", "exact": False}
+    options = dict(NEURAL_BEST_OPTIONS)
+    if cell is not None:  # the cell's own arguments: task_args() of a user's task may leave some out
+        options.setdefault("eval_samples", cell.eval_samples)
+        task_key = [cell.task, dict(cell.task_args), {type(task).horizon_arg: cell.horizon}]
+    else:
+        task_key = [task.name, task.task_args(), {"horizon": task.horizon}]
+    key = json.dumps([type(task).__module__, type(task).__qualname__, task_key, type(model).__qualname__,
+                      model.config, teacherless, options], sort_keys=True, default=str)
+    if key not in _NEURAL_BEST_CACHE:
+        _NEURAL_BEST_CACHE[key] = NeuralBestSearch(task, policy, **options)
+    found = _NEURAL_BEST_CACHE[key].best(policy)
+    found.pop("policy")  # the member itself does not go into the record
+    head = ("hellinger2", "method", "exact", "ci95")
+    return {**{k: found[k] for k in head}, "search": {k: v for k, v in found.items() if k not in head}}
 
 
 def _jsonable(x):
@@ -221,7 +255,7 @@ def run_cell(cell: Cell, algorithm=None) -> dict:
     if not callable(getattr(policy, "sequence_log_prob", None)):
         raise TypeError(f"algorithm {cell.algorithm!r} returned {type(policy).__name__}, which has no sequence_log_prob()")
     metrics = sequence_metrics(task, policy, n_samples=cell.eval_samples, rng=cell.seed + 1_000_003)
-    best = _best(task, policy)
+    best = _best(task, policy, cell)
     h2 = metrics["hellinger2"]
     b = best["hellinger2"]
     approx = approx_ci = None
@@ -244,6 +278,8 @@ def run_cell(cell: Cell, algorithm=None) -> dict:
         "best_in_class_hellinger2": b,
         "best_in_class_method": best["method"],
         "best_in_class_exact": bool(best.get("exact", True)),
+        "best_in_class_ci95": best.get("ci95"),
+        "best_in_class_search": best.get("search"),  # the neural estimate's candidates and budget
         "approx_factor": approx,
         "approx_factor_ci95": approx_ci,
         "exact": all(est.exact for est in metrics.values() if est.value is not None),
