@@ -28,9 +28,12 @@ and the best iterate is kept. Otherwise each step draws ``batch_size`` rows with
 ``sqrt(P_theta / P*)``: a self-normalised estimate whose gradient is biased by ``O(1 / batch_size)``
 (a log of a mean); the selection and the reported value below do not use it.
 
-Candidates: ``restarts`` fresh random initialisations (seeds derived from ``seed``), the
-learner's own fitted weights (``like``: scored as it is and after training from it) and any
-``starts`` given (trained from). Every candidate is scored on its D_H^2: exactly for an
+Candidates: ``restarts`` fresh random initialisations (seeds derived from ``seed``; each first
+gets ``steps // 2`` steps on the weighted log loss ``-sum_i w_i log P_theta(a_i|x_i)``, whose
+gradient, unlike the affinity's, does not vanish on a branch the member gives almost no mass),
+the learner's own fitted weights (``like``: scored as it is and after training from it) and any
+``starts`` given (trained from). Training runs in evaluation mode (no dropout: the class's law is
+the module's evaluation-mode law), with Adam at ``lr`` cosine-decayed to ``lr / 20``. Every candidate is scored on its D_H^2: exactly for an
 enumerable objective; on a second, independent set of expert samples for Monte Carlo (so the
 choice is not the optimised, optimistically biased number). The minimum is kept and reported:
 exactly, or re-scored on a third set of fresh expert samples (``eval_samples``) with its 95%
@@ -127,6 +130,8 @@ class _Rows:
         """``2 - 2 sum_i w_i sqrt(Q_i / P*_i)`` of a policy (no gradients, float64)."""
         lq = np.asarray(law.sequence_log_prob(self.contexts, self.sequences), dtype=np.float64)
         terms = self.log_w + 0.5 * (lq - self.expert_logp)
+        if np.any(np.isnan(terms)):
+            return math.inf  # a diverged member: never chosen
         top = terms.max()
         return 2.0 - 2.0 * math.exp(top) * float(np.exp(terms - top).sum()) if np.isfinite(top) else 2.0
 

@@ -147,7 +147,8 @@ def cell_key(task_name: str, task_args: dict, algorithm: str, seed: int, n_sampl
 _BEST_CACHE: dict[str, dict] = {}
 _NEURAL_BEST_CACHE: dict[str, Any] = {}
 # keyword arguments of agents.neural_best.NeuralBestSearch for the sweep's neural best in class
-# (its budget: restarts, steps, lr, batch_size, mc_samples, ...); empty = the module's defaults
+# (its budget: restarts, steps, lr, batch_size, mc_samples, ...); empty = the module's defaults.
+# Set in the process that runs the cells: worker processes (workers > 1) start with the defaults.
 NEURAL_BEST_OPTIONS: dict[str, Any] = {}
 
 
