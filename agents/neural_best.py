@@ -60,8 +60,8 @@ from ar_envs.core import Task, check_float, check_int
 from ar_envs.metrics import all_sequences, can_enumerate, monte_carlo_metrics
 
 ENUMERATE_LIMIT = 2**16
-DEFAULT_RESTARTS = 3
-DEFAULT_STEPS = 100
+DEFAULT_RESTARTS = 2
+DEFAULT_STEPS = 80
 DEFAULT_LR = 3e-3
 DEFAULT_BATCH_SIZE = 256
 DEFAULT_MC_SAMPLES = 8192
