@@ -32,12 +32,17 @@ Candidates: ``restarts`` fresh random initialisations (seeds derived from ``seed
 gets ``steps // 2`` steps on the weighted log loss ``-sum_i w_i log P_theta(a_i|x_i)``, whose
 gradient, unlike the affinity's, does not vanish on a branch the member gives almost no mass),
 the learner's own fitted weights (``like``: scored as it is and after training from it) and any
-``starts`` given (trained from). Training runs in evaluation mode (no dropout: the class's law is
-the module's evaluation-mode law), with Adam at ``lr`` cosine-decayed to ``lr / 20``. Every candidate is scored on its D_H^2: exactly for an
-enumerable objective; on a second, independent set of expert samples for Monte Carlo (so the
-choice is not the optimised, optimistically biased number). The minimum is kept and reported:
-exactly, or re-scored on a third set of fresh expert samples (``eval_samples``) with its 95%
-interval (``ar_envs.metrics.monte_carlo_metrics``, Hellinger only: the regret's policy samples
+``starts`` given (trained from). Training runs in evaluation mode (no dropout: the class's law
+is the module's evaluation-mode law), Adam at ``lr`` cosine-decayed to ``lr / 20``, on
+``torch_threads`` threads (fixed, so that same seed gives same numbers: the float reductions
+depend on the thread count). Defaults: 2 restarts, 80 steps, ``lr = 3e-3``, batches of 256,
+``m = 8192``.
+
+Every candidate is scored on its D_H^2: exactly for an enumerable objective; on a second,
+independent set of ``m`` expert samples for Monte Carlo (so the choice is not made on the
+optimised, optimistically biased number). The minimum is kept and reported: exactly, or
+re-scored on a third set of fresh expert samples (``eval_samples``) with its 95% interval
+(``ar_envs.metrics.monte_carlo_metrics`` restricted to Hellinger: the regret's policy samples
 are not needed here).
 
 What the number is: **an upper bound on the class minimum, as found by this optimiser from
@@ -351,8 +356,10 @@ def neural_best_in_class(task: Task, like, *, starts=(), restarts: int = DEFAULT
     ``like``: the learner's fitted policy (a ``TokenPolicy`` or a ``TeacherlessPolicy``); its
     kind, configuration and stream define the class, and its weights are a candidate.
     ``starts``: more members of the same class to train from. ``restarts`` fresh random
-    initialisations; each start gets ``steps`` Adam steps (learning rate ``lr`` cosine-decayed
-    to ``lr / 20``, minibatches of ``batch_size`` rows unless the rows fit in one).
+    initialisations; each start gets ``steps`` Adam steps on the objective, fresh ones after
+    ``steps // 2`` on the log loss (learning rate ``lr`` cosine-decayed to ``lr / 20``,
+    minibatches of ``batch_size`` rows unless the rows fit in one). ``seed``: the restarts'
+    initial weights, the minibatches and the Monte-Carlo sample sets.
     ``mc_samples``: expert samples of the Monte-Carlo objective (and of the independent
     selection set); ``eval_samples``: fresh expert samples for the reported value.
     ``enumerate_limit``: the largest ``contexts x V^H`` (contexts, for deterministic experts)
