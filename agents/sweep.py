@@ -172,20 +172,18 @@ def _policy_class(policy) -> str:
     return type(policy).__name__
 
 
-def _best(task: Task, policy=None, cell: Cell | None = None) -> dict:
+def _best(task: Task, policy=None, ctor_args: dict | None = None) -> dict:
     """The best in class of ``policy``'s class, or ``hellinger2 = None`` with the reason.
 
     Log-linear (and non-neural) policies: the task's log-linear class (``agents.best_in_class``),
     or none when the task has no such class. Neural policies: an *estimate* in the policy's own
-    architecture (``agents.neural_best``): the search (objective, fresh restarts) is built once
-    per (task with its full constructor arguments incl. the swept one, architecture, config)
-    and kept; every cell adds its learner's fit as a candidate (trained and untrained), so a
-    cell's number does not depend on which cells ran before it in this process.
+    architecture (:func:`_neural_best`). ``ctor_args``: every argument the task was built with
+    (the cell's, with the swept one).
     """
     from .best_in_class import best_in_class
 
     if _is_neural(policy):
-        return _neural_best(task, policy, cell)
+        return _neural_best(task, policy, ctor_args)
     key = json.dumps([task.name, type(task).__qualname__, task.task_args()], sort_keys=True, default=str)
     if key not in _BEST_CACHE:
         if task.feature_map() is None:
@@ -195,7 +193,15 @@ def _best(task: Task, policy=None, cell: Cell | None = None) -> dict:
     return _BEST_CACHE[key]
 
 
-def _neural_best(task: Task, policy, cell: Cell | None) -> dict:
+def _neural_best(task: Task, policy, ctor_args: dict | None = None) -> dict:
+    """The estimated best in class of a neural policy's own class (``agents.neural_best``).
+
+    The search (its objective and fresh restarts) is built once per (task class, its full
+    constructor arguments ``ctor_args`` incl. the swept one: ``task_args()`` of a user's task may
+    leave some out, architecture, config, :data:`NEURAL_BEST_OPTIONS`) and kept; every cell adds
+    its learner's fit as a candidate (scored untrained and after training), so a cell's number
+    does not depend on which cells ran before it in this process.
+    """
     from .neural_best import NeuralBestSearch, _unwrap
 
     try:
@@ -204,11 +210,7 @@ def _neural_best(task: Task, policy, cell: Cell | None) -> dict:
         return {"hellinger2": None, "method": f"unavailable: {type(policy).__name__} is not a neural policy class of "
                 "agents.policies", "exact": False}
     options = dict(NEURAL_BEST_OPTIONS)
-    if cell is not None:  # the cell's own arguments: task_args() of a user's task may leave some out
-        options.setdefault("eval_samples", cell.eval_samples)
-        task_key = [cell.task, dict(cell.task_args), {type(task).horizon_arg: cell.horizon}]
-    else:
-        task_key = [task.name, task.task_args(), {"horizon": task.horizon}]
+    task_key = [task.name, task.task_args(), ctor_args if ctor_args is not None else {"horizon": task.horizon}]
     key = json.dumps([type(task).__module__, type(task).__qualname__, task_key, type(model).__qualname__,
                       model.config, teacherless, options], sort_keys=True, default=str)
     if key not in _NEURAL_BEST_CACHE:
@@ -256,7 +258,7 @@ def run_cell(cell: Cell, algorithm=None) -> dict:
     if not callable(getattr(policy, "sequence_log_prob", None)):
         raise TypeError(f"algorithm {cell.algorithm!r} returned {type(policy).__name__}, which has no sequence_log_prob()")
     metrics = sequence_metrics(task, policy, n_samples=cell.eval_samples, rng=cell.seed + 1_000_003)
-    best = _best(task, policy, cell)
+    best = _best(task, policy, {**dict(cell.task_args), type(task).horizon_arg: cell.horizon})
     h2 = metrics["hellinger2"]
     b = best["hellinger2"]
     approx = approx_ci = None

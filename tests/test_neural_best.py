@@ -125,18 +125,28 @@ def test_given_starts_are_trained_candidates():
 
 def test_sweep_cell_with_a_neural_bc_gets_an_estimated_approx_factor(tmp_path, monkeypatch):
     import agents.sweep as sw
+    from ar_envs.data import generate
 
     monkeypatch.setattr(sw, "NEURAL_BEST_OPTIONS", dict(FAST))
     monkeypatch.setattr(sw, "_NEURAL_BEST_CACHE", {})
-    recs = sweep("two-branch", [3], [BC(policy="mlp", policy_args=dict(TINY), epochs=2)], seeds=2, n_samples=100,
-                 eval_samples=200, out=tmp_path / "r.jsonl", progress=False)
+    bc = BC(policy="mlp", policy_args=dict(TINY), epochs=2)
+    recs = sweep("two-branch", [2, 3], [bc], seeds=2, n_samples=100, eval_samples=200, out=tmp_path / "r.jsonl",
+                 progress=False)
+    assert len(recs) == 4 and len(sw._NEURAL_BEST_CACHE) == 2  # one search per horizon, shared by the seeds
     for r in recs:
         assert r["best_in_class_method"].startswith("estimate: mlp trained on sequence-level D_H^2")
         assert r["best_in_class_exact"] is False and r["best_in_class_ci95"] is None
         b = r["best_in_class_hellinger2"]
         assert 0 < b <= r["hellinger2"] + 1e-12  # both exact here: the learner's fit is a candidate
         assert r["approx_factor"] == pytest.approx(r["hellinger2"] / b) and r["approx_factor"] >= 1 - 1e-9
-        assert r["best_in_class_search"]["value_exact"] is True and len(sw._NEURAL_BEST_CACHE) == 1
+        assert r["best_in_class_search"]["value_exact"] is True
+    # the record's number is the function's on the same learner (refitted: same seed, same weights)
+    task = TwoBranch(horizon=3)
+    learner = bc.fit(task, generate(task, 100, seed=1), 1)
+    direct = neural_best_in_class(task, learner, **FAST)
+    rec = next(r for r in recs if r["horizon"] == 3 and r["seed"] == 1)
+    assert rec["best_in_class_hellinger2"] == direct["hellinger2"]
+    assert rec["best_in_class_search"]["candidates"] == direct["candidates"]
 
 
 def test_bad_arguments_name_the_argument():
