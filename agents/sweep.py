@@ -287,6 +287,11 @@ def cell_key(record: dict, seed: bool = True) -> str:
 
 
 _BEST_CACHE: dict[str, dict] = {}
+_NEURAL_BEST_CACHE: dict[str, Any] = {}
+# keyword arguments of agents.neural_best.NeuralBestSearch for the sweep's neural best in class
+# (its budget: restarts, steps, lr, batch_size, mc_samples, ...); empty = the module's defaults.
+# Set in the process that runs the cells: worker processes (workers > 1) start with the defaults.
+NEURAL_BEST_OPTIONS: dict[str, Any] = {}
 
 
 def _is_neural(policy) -> bool:
@@ -317,13 +322,17 @@ def _best_key(task: Task, ctor_args: dict | None = None) -> str:
 
 
 def _best(task: Task, policy=None, ctor_args: dict | None = None) -> dict:
-    """The best in class, or ``hellinger2 = None`` with the reason when the task has no class
-    for which it is computed, or when the policy is neural: the best of the log-linear class is
-    not the best of a transformer's or an MLP's class (C(H) is then not reported)."""
+    """The best in class of ``policy``'s class, or ``hellinger2 = None`` with the reason.
+
+    Log-linear (and non-neural) policies: the task's log-linear class (``agents.best_in_class``),
+    or none when the task has no such class. Neural policies: an *estimate* in the policy's own
+    architecture (:func:`_neural_best`). ``ctor_args``: every argument the task was built with
+    (the cell's, with the swept one).
+    """
     from .best_in_class import best_in_class
 
     if _is_neural(policy):
-        return {"hellinger2": None, "method": "unavailable: neural policy class", "exact": False}
+        return _neural_best(task, policy, ctor_args)
     key = _best_key(task, ctor_args)
     if key not in _BEST_CACHE:
         if task.feature_map() is None:
@@ -369,6 +378,34 @@ def approx_factor_flag(approx, approx_ci, h2, best: dict) -> str | None:
         return None
     return ("C < 1 beyond its interval: the learner is closer to the expert than the reported best in class, "
             "which is therefore not the class minimum (an optimiser failure, or the learner is not in the class)")
+
+
+def _neural_best(task: Task, policy, ctor_args: dict | None = None) -> dict:
+    """The estimated best in class of a neural policy's own class (``agents.neural_best``).
+
+    The search (its objective and fresh restarts) is built once per (task class, its full
+    constructor arguments ``ctor_args`` incl. the swept one: ``task_args()`` of a user's task may
+    leave some out, architecture, config, :data:`NEURAL_BEST_OPTIONS`) and kept; every cell adds
+    its learner's fit as a candidate (scored untrained and after training), so a cell's number
+    does not depend on which cells ran before it in this process.
+    """
+    from .neural_best import NeuralBestSearch, _unwrap
+
+    try:
+        model, teacherless = _unwrap(policy, "policy")
+    except TypeError:
+        return {"hellinger2": None, "method": f"unavailable: {type(policy).__name__} is not a neural policy class of "
+                "agents.policies", "exact": False}
+    options = dict(NEURAL_BEST_OPTIONS)
+    task_key = [task.name, task.task_args(), ctor_args if ctor_args is not None else {"horizon": task.horizon}]
+    key = json.dumps([type(task).__module__, type(task).__qualname__, task_key, type(model).__qualname__,
+                      model.config, teacherless, options], sort_keys=True, default=str)
+    if key not in _NEURAL_BEST_CACHE:
+        _NEURAL_BEST_CACHE[key] = NeuralBestSearch(task, policy, **options)
+    found = _NEURAL_BEST_CACHE[key].best(policy)
+    found.pop("policy")  # the member itself does not go into the record
+    head = ("hellinger2", "method", "exact", "ci95")
+    return {**{k: found[k] for k in head}, "search": {k: v for k, v in found.items() if k not in head}}
 
 
 def _jsonable(x):
@@ -435,11 +472,12 @@ def run_cell(cell: Cell, algorithm=None) -> dict:
         "best_in_class_hellinger2": b,
         "best_in_class_method": best["method"],
         "best_in_class_exact": bool(best.get("exact", True)),
+        "best_in_class_ci95": best.get("ci95"),
+        "best_in_class_search": best.get("search"),  # the neural estimate's candidates and budget
         "approx_factor": approx,
         "approx_factor_ci95": approx_ci,
         "approx_factor_flag": approx_factor_flag(approx, approx_ci, h2, best),
         "approx_factor_note": approx_note,
-        "best_in_class_ci95": best.get("ci95"),
         "best_in_class_improved_by_fit": bool(best.get("improved_by_fit", False)),
         "exact": all(est.exact for est in metrics.values() if est.value is not None),
         "ci95": {name: list(est.ci95) for name, est in metrics.items() if est.ci95 is not None},

@@ -341,7 +341,7 @@ def test_bad_arguments_at_fit_time():
 FAST = dict(seeds=1, n_samples=60, eval_samples=200, progress=False)
 
 
-def test_neural_sweep_on_path_star_and_two_branch(tmp_path):
+def test_neural_sweep_on_path_star_and_two_branch(tmp_path, small_neural_best):
     algs = build_algorithms("bc,teacherless,dagger,rho", "mlp", {"hidden": 8, "window": 4},
                             {"epochs": 1, "rounds": 1, "rollouts": 20})
     labels = [a if isinstance(a, str) else a.name for a in algs]
@@ -349,19 +349,23 @@ def test_neural_sweep_on_path_star_and_two_branch(tmp_path):
                       "dagger[mlp(hidden=8,window=4),epochs=1,rollouts=20,rounds=1]", "rho"]
     recs = sweep("two-branch", [3], algs, out=tmp_path / "tb.jsonl", **FAST)
     by = {r["algorithm"]: r for r in recs}
-    for label in labels[:3]:
-        r = by[label]
-        assert r["best_in_class_hellinger2"] is None and r["approx_factor"] is None
-        assert r["best_in_class_method"] == "unavailable: neural policy class"
+    for label, kind in zip(labels[:3], ["mlp", "mlp (teacherless decoding)", "mlp"]):
+        r = by[label]  # the neural class's own best in class, estimated (exactly scored: H = 3 enumerates)
+        assert r["best_in_class_method"].startswith(f"estimate: {kind} trained on sequence-level D_H^2 (exact")
+        assert r["best_in_class_exact"] is False and r["best_in_class_search"]["value_exact"] is True
+        assert 0 < r["best_in_class_hellinger2"] <= r["hellinger2"] + 1e-12  # the learner's fit is a candidate
+        assert r["approx_factor"] == pytest.approx(r["hellinger2"] / r["best_in_class_hellinger2"])
         assert r["fit_log"]["policy_class"] == "mlp" and 0 <= r["hellinger2"] <= 2
     assert by["rho"]["best_in_class_method"] == "closed-form" and by["rho"]["fit_log"]["policy_class"] == "log-linear"
     star = sweep("path-star", [3], algs[:3], task_args=dict(degree=2, num_nodes=6), out=tmp_path / "ps.jsonl", **FAST)
-    for r in star:
-        assert r["best_in_class_method"] == "unavailable: neural policy class"
+    for r in star:  # no enumeration of path-star's graphs: Monte Carlo, re-scored with an interval
+        assert "(monte-carlo m=500)" in r["best_in_class_method"] and r["approx_factor"] is not None
+        lo, hi = r["best_in_class_ci95"]
+        assert lo <= r["best_in_class_hellinger2"] <= hi
         assert r["diagnostics"] is not None and 0 <= r["diagnostics"]["exact_match"] <= 1
 
 
-def test_cli_sweep_with_a_transformer_policy(tmp_path, capsys):
+def test_cli_sweep_with_a_transformer_policy(tmp_path, capsys, small_neural_best):
     out = tmp_path / "r.jsonl"
     argv = ["sweep", "--task", "path-star", "--task-arg", "degree=2", "--task-arg", "num_nodes=6", "--horizons", "3",
             "--algorithms", "bc,scheduled-sampling", "--policy", "transformer", "--policy-arg", "n_layer=1",
@@ -371,7 +375,8 @@ def test_cli_sweep_with_a_transformer_policy(tmp_path, capsys):
     recs = [json.loads(line) for line in out.read_text().splitlines()[1:]]
     assert [r["algorithm"] for r in recs] == ["bc[transformer(n_embd=8,n_head=2,n_layer=1),epochs=1]",
                                               "scheduled-sampling[transformer(n_embd=8,n_head=2,n_layer=1),epochs=1]"]
-    assert all(r["fit_log"]["policy_class"] == "transformer" and r["approx_factor"] is None for r in recs)
+    assert all(r["fit_log"]["policy_class"] == "transformer" and r["approx_factor"] is not None for r in recs)
+    assert all(r["best_in_class_method"].startswith("estimate: transformer") for r in recs)
     before = out.read_text()
     assert main(argv) == 0 and out.read_text() == before  # finished cells are not re-run
     capsys.readouterr()

@@ -223,7 +223,7 @@ def test_console_script_demo_runs_small(tmp_path):
     assert any("rare-token" in p and "approx_factor" in p for p in pngs), pngs
 
 
-def test_reasoning_task_sweep_varies_its_own_argument_and_reports_exact_match(tmp_path):
+def test_reasoning_task_sweep_varies_its_own_argument_and_reports_exact_match(tmp_path, small_neural_best):
     from agents.algorithms import BC
 
     out = tmp_path / "ps.jsonl"
@@ -231,12 +231,13 @@ def test_reasoning_task_sweep_varies_its_own_argument_and_reports_exact_match(tm
                  out=out, seeds=1, n_samples=50, eval_samples=100, progress=False)
     assert [r["horizon"] for r in recs] == [3, 4] and [r["sweep_arg"] for r in recs] == [{"path_length": 3}, {"path_length": 4}]
     for r in recs:
-        assert r["approx_factor"] is None and r["best_in_class_method"].startswith("unavailable")
+        assert r["approx_factor"] is not None and r["best_in_class_method"].startswith("estimate: mlp")
         d = r["diagnostics"]
         assert 0.0 <= d["exact_match"] <= d["valid_arm_rate"] + 1e-12 <= 1.0 + 1e-12
         assert len(d["teacher_forced_accuracy"]) == r["horizon"]
     text, written = report(str(out), str(tmp_path))
-    assert "exact match of the greedy roll-out" in text and "C(H): not available" in text
+    assert "exact match of the greedy roll-out" in text and "approximation factor C(H) = D_H^2(learner)" in text
+    assert "C(H): not available" not in text  # the neural class has its estimated best in class
     assert text.count("task path-star") == 1  # one table: path_length is the swept axis
     with pytest.raises(ValueError, match="path_length with --horizons"):
         sweep("path-star", [3], ["bc"], task_args={"path_length": 3}, **FAST)
