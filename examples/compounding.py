@@ -16,18 +16,18 @@ Learners, all trained on the same ``--samples`` expert demonstrations per seed:
 
 * on the task's log-linear class (the bigram class for the HMM, the visible features for
   LinearAR): ``bc`` (maximum likelihood) and ``smoothed-bc`` (log loss mixed with the uniform
-  distribution). Their best in class is computed (``agents.best_in_class``), so the sweep
+  distribution). Their best in class is computed (``ar_agents.evaluation.best_in_class``), so the sweep
   reports the approximation factor C(H) = D_H^2(learner) / min over the class of D_H^2.
 * on a neural class, an MLP over a window as long as the longest stream
-  (``agents.policies.make_policy("mlp", ...)``): ``bc[mlp]`` (teacher-forced BC),
+  (``ar_agents.policies.make_policy("mlp", ...)``): ``bc[mlp]`` (teacher-forced BC),
   ``dagger[mlp]`` (DAgger: roll-ins of the learner labelled with the expert's next-token
   distribution) and ``ppo-from-bc[mlp]`` (BC, then SB3's PPO on the task's reward: the fraction
   of tokens that agree with the expert's most likely token). The best of the MLP class is not
   computable, so these rows have D_H^2 but no C(H); the log-linear best in class is drawn for
   scale.
 
-Everything runs through the sweep harness (``agents.sweep.sweep``: exact metrics where the task
-allows, Monte Carlo with 95% intervals otherwise) and its report (``agents.report``: the table
+Everything runs through the sweep harness (``ar_agents.evaluation.sweep.sweep``: exact metrics where the task
+allows, Monte Carlo with 95% intervals otherwise) and its report (``ar_agents.evaluation.report``: the table
 below is ``format_tables``; intervals are over seeds).
 
 Every size is an option (``--help``); ``--quick`` is a tiny setting for tests (it shows
@@ -43,9 +43,9 @@ import time
 import numpy as np
 import torch
 
-from agents.algorithms import BC, DAgger, PPOFromBC
-from agents.report import band, format_tables, pyplot, save_png, summarise
-from agents.sweep import parse_horizons, sweep
+from ar_agents.algorithms import BC, DAgger, PPOFromBC
+from ar_agents.evaluation.report import band, format_tables, pyplot, save_png, summarise
+from ar_agents.evaluation.sweep import parse_horizons, sweep
 
 # the default run, and the tiny --quick one (any option given explicitly wins over both)
 DEFAULTS = dict(horizons="2,4,8,16,32", seeds=3, samples=1000, eval_samples=10_000, epochs=10, dagger_rounds=3,
