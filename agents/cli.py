@@ -26,7 +26,7 @@ def cmd_list(args) -> int:
     import gymnasium as gym
 
     import ar_envs
-    from agents.algorithms.base import _registry
+    from ar_agents.algorithms.base import _registry
 
     print("tasks (ar-envs sweep --task NAME):")
     for name, cls in ar_envs.TASKS.items():
@@ -41,7 +41,7 @@ def cmd_list(args) -> int:
 
 
 def _run_sweep(args, task: str, task_args: dict, horizons, algorithms) -> list[dict]:
-    from agents.sweep import sweep
+    from ar_agents.evaluation.sweep import sweep
 
     return sweep(
         task,
@@ -74,7 +74,7 @@ def build_algorithms(names: str, policy: str | None = None, policy_args: dict | 
     import inspect
     import sys
 
-    from agents.algorithms.base import _registry, load_algorithm
+    from ar_agents.algorithms.base import _registry, load_algorithm
 
     policy_args, algo_args = dict(policy_args or {}), dict(algo_args or {})
     names = [a.strip() for a in names.split(",") if a.strip()] if isinstance(names, str) else list(names)
@@ -146,7 +146,7 @@ def _check_like_default(name: str, value, default) -> None:
 
 
 def cmd_sweep(args) -> int:
-    from agents.sweep import parse_name_values, parse_task_args
+    from ar_agents.evaluation.sweep import parse_name_values, parse_task_args
 
     task_args = parse_task_args(args.task_arg)
     algorithms = build_algorithms(args.algorithms, args.policy, parse_name_values(args.policy_arg, "--policy-arg"),
@@ -157,7 +157,7 @@ def cmd_sweep(args) -> int:
 
 
 def _print_report(results: str, plots: str | None) -> int:
-    from agents.report import report
+    from ar_agents.evaluation.report import report
 
     text, written = report(results, plots)  # a missing or foreign file raises ValueError
     print(text)
@@ -174,7 +174,7 @@ def cmd_report(args) -> int:
 def demo_algorithms() -> list:
     """The demo's learners: the per-token objectives, interaction, the rho-estimator and the
     block-Hellinger K-knob at two block lengths (names as in the records)."""
-    from agents.algorithms import BlockHellinger
+    from ar_agents.algorithms import BlockHellinger
 
     knobs = []
     for K in DEMO_BLOCKS:
@@ -217,7 +217,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from agents.bench import run_args
+    from ar_agents.evaluation.bench import run_args
 
     return run_args(args) or 0
 
@@ -280,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("bench", formatter_class=_HelpFormatter, help="environment speed against Gymnasium's CartPole-v1, as ratios measured in one run")
-    from agents.bench import add_arguments
+    from ar_agents.evaluation.bench import add_arguments
 
     add_arguments(p)
     p.set_defaults(func=cmd_bench)

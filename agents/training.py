@@ -7,8 +7,8 @@ visible lines; everything they have in common lives here and is called, not copi
 * :func:`seed_everything`: ``torch.manual_seed(seed)`` and a numpy ``Generator`` from the same
   seed (no global numpy state is touched: every random draw of an algorithm goes through the
   returned generator).
-* :func:`build_policy`: a :class:`~agents.policies.base.TokenPolicy` from a kind name
-  (``"linear"``, ``"mlp"``, ``"transformer"``, via ``agents.policies.make_policy``) or a copy of a
+* :func:`build_policy`: a :class:`~ar_agents.policies.base.TokenPolicy` from a kind name
+  (``"linear"``, ``"mlp"``, ``"transformer"``, via ``ar_agents.policies.make_policy``) or a copy of a
   given policy (fine-tuning starts from its weights).
 * :func:`minibatches` and :func:`train`: Adam over a loss function of minibatches of row-aligned
   arrays, one loss value per epoch in the log.
@@ -50,13 +50,13 @@ def seed_everything(seed) -> np.random.Generator:
 def build_policy(policy, task: Task | None, policy_args: dict | None = None, seed: int | None = None):
     """A fresh neural policy for ``task``.
 
-    ``policy``: a kind name (see ``agents.policies.POLICY_KINDS``; keyword arguments from
+    ``policy``: a kind name (see ``ar_agents.policies.POLICY_KINDS``; keyword arguments from
     ``policy_args``) or a ``TokenPolicy`` instance, which is deep-copied (its weights are the
     starting point; ``policy_args`` must then be empty; its stream must be ``task``'s unless
     ``task`` is ``None``). ``seed`` makes the initial weights reproducible.
     """
-    from agents.policies import POLICY_KINDS, make_policy
-    from agents.policies.base import TokenPolicy, stream_spec
+    from ar_agents.policies import POLICY_KINDS, make_policy
+    from ar_agents.policies.base import TokenPolicy, stream_spec
 
     policy_args = dict(policy_args or {})
     if isinstance(policy, TokenPolicy):
@@ -72,7 +72,7 @@ def build_policy(policy, task: Task | None, policy_args: dict | None = None, see
 
 def policy_kind(policy) -> str:
     """The kind name of a neural policy (``"linear"``, ``"mlp"``, ``"transformer"``) or its class name."""
-    from agents.policies import GPTPolicy, WindowPolicy
+    from ar_agents.policies import GPTPolicy, WindowPolicy
 
     if isinstance(policy, GPTPolicy):
         return "transformer"
@@ -83,8 +83,8 @@ def policy_kind(policy) -> str:
 
 def check_policy_spec(policy, policy_args) -> None:
     """Constructor-time check of ``policy`` / ``policy_args`` (the policy itself is built in ``fit``)."""
-    from agents.policies import POLICY_KINDS
-    from agents.policies.base import TokenPolicy
+    from ar_agents.policies import POLICY_KINDS
+    from ar_agents.policies.base import TokenPolicy
 
     if policy is not None and not isinstance(policy, TokenPolicy) and policy not in POLICY_KINDS:
         raise ValueError(f"policy must be one of {POLICY_KINDS}, a TokenPolicy instance or None, got {policy!r}")

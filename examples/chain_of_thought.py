@@ -5,7 +5,7 @@
 
 Malach (2024): a next-token predictor trained on a chain of thought (CoT) can learn what it
 cannot learn from the answer alone, because every CoT token is a simple function of a few
-earlier ones. Each row of the table is behavior cloning (``agents.algorithms.BC``,
+earlier ones. Each row of the table is behavior cloning (``ar_agents.algorithms.BC``,
 teacher-forced cross-entropy) of one policy class on one task:
 
 * ``Multiplication(digits, cot="none")``: the ``2 digits`` product digits alone;
@@ -14,7 +14,7 @@ teacher-forced cross-entropy) of one policy class on one task:
 * ``Parity(n_bits, cot="none")``: the parity of a hidden subset of ``n_bits // 2`` bits in one
   token; ``cot="running"`` (or ``--parity-cot short``): the running parity first.
 
-Policy classes (``agents.policies.make_policy``): ``linear`` and ``mlp`` over a window of
+Policy classes (``ar_agents.policies.make_policy``): ``linear`` and ``mlp`` over a window of
 embedded tokens as long as the whole stream (Malach's linear / MLP predictors), and a small GPT
 (``transformer``). Training and test prompts are disjoint: all prompts are enumerated, shuffled
 with ``--seed``, the first ``--train`` go to training and the last ``--test`` to the test set
@@ -37,8 +37,8 @@ import time
 import numpy as np
 import torch
 
-from agents.algorithms import BC
-from agents.report import pyplot, save_png
+from ar_agents.algorithms import BC
+from ar_agents.evaluation.report import pyplot, save_png
 from ar_envs.data import Demonstrations
 from ar_envs.diagnostics import greedy_decode, teacher_forced_accuracy
 from ar_envs.tasks import Multiplication, Parity

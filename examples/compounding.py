@@ -18,11 +18,11 @@ Learners, all trained on the same ``--samples`` expert demonstrations per seed:
   LinearAR): ``bc`` (maximum likelihood), ``smoothed-bc`` (log loss mixed with the uniform
   distribution), ``dagger`` (DAgger on the class: roll-ins labelled with the expert's
   next-token distributions, refit exactly) and ``rho`` (the sequence-level rho-estimator).
-  Their best in class is computed (``agents.best_in_class``: exact for LinearAR by dynamic
+  Their best in class is computed (``ar_agents.evaluation.best_in_class``: exact for LinearAR by dynamic
   programming, on fresh Monte-Carlo samples for the HMM), so the sweep reports the approximation
   factor C(H) = D_H^2(learner) / min over the class of D_H^2.
 * on a neural class, an MLP over a window as long as the longest stream
-  (``agents.policies.make_policy("mlp", ...)``): ``bc[mlp]`` (teacher-forced BC),
+  (``ar_agents.policies.make_policy("mlp", ...)``): ``bc[mlp]`` (teacher-forced BC),
   ``dagger[mlp]`` (DAgger: roll-ins of the learner labelled with the expert's next-token
   distribution) and ``ppo-from-bc[mlp]`` (BC, then SB3's PPO on the task's reward: the fraction
   of tokens that agree with the expert's most likely token). Their best in class is an
@@ -30,8 +30,8 @@ Learners, all trained on the same ``--samples`` expert demonstrations per seed:
   restarts and the learner's fit), an upper bound on the class minimum, so their C(H) is a lower
   estimate and is marked ``~``.
 
-Everything runs through the sweep harness (``agents.sweep.sweep``: exact metrics where the task
-allows, Monte Carlo with 95% intervals otherwise) and its report (``agents.report``: the table
+Everything runs through the sweep harness (``ar_agents.evaluation.sweep.sweep``: exact metrics where the task
+allows, Monte Carlo with 95% intervals otherwise) and its report (``ar_agents.evaluation.report``: the table
 below is ``format_tables``; intervals are over seeds).
 
 Every size is an option (``--help``); ``--quick`` is a tiny setting for tests (it shows
@@ -47,9 +47,9 @@ import time
 import numpy as np
 import torch
 
-from agents.algorithms import BC, DAgger, PPOFromBC
-from agents.report import band, best_by_class, format_tables, pyplot, save_png, summarise
-from agents.sweep import parse_horizons, sweep
+from ar_agents.algorithms import BC, DAgger, PPOFromBC
+from ar_agents.evaluation.report import band, best_by_class, format_tables, pyplot, save_png, summarise
+from ar_agents.evaluation.sweep import parse_horizons, sweep
 
 # the default run, and the tiny --quick one (any option given explicitly wins over both)
 DEFAULTS = dict(horizons="2,4,8,16,32", seeds=3, samples=1000, eval_samples=10_000, epochs=10, dagger_rounds=3,

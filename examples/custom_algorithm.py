@@ -5,7 +5,7 @@
 """
 import numpy as np
 
-from agents.loglinear_fit import visit_counts
+from ar_agents.loglinear_fit import visit_counts
 
 
 class TabularBC:

@@ -9,13 +9,13 @@ the prompt, the path from the source to the goal as the answer. This script trai
 GPT three ways on the same kind of graphs and prints, for each, how it decodes:
 
 * ``forward (teacher forcing)``: behavior cloning on the answer in its natural order
-  (``agents.algorithms.BC``). Under teacher forcing every answer token after the first arm node
+  (``ar_agents.algorithms.BC``). Under teacher forcing every answer token after the first arm node
   is "the child of the previous token", a lookup learned first; the arm choice itself (answer
   position 2) then gets little signal and is guessed.
 * ``reverse (teacher forcing)``: the same, with the answer written goal first
   (``PathStar(order="reverse")``): every token is "the parent of the previous token".
 * ``teacherless``: the model sees ``(path_length - 1)`` dummy tokens instead of the answer and
-  predicts every answer token at once (``agents.algorithms.Teacherless``).
+  predicts every answer token at once (``ar_agents.algorithms.Teacherless``).
 
 The diagnostics come from ``ar_envs.diagnostics.reasoning_report`` on fresh graphs:
 ``exact`` (the greedy answer is the true path), ``first decision`` (answer position 2 right:
@@ -38,8 +38,8 @@ import time
 import numpy as np
 import torch
 
-from agents.algorithms import BC, Teacherless
-from agents.report import pyplot, save_png
+from ar_agents.algorithms import BC, Teacherless
+from ar_agents.evaluation.report import pyplot, save_png
 from ar_envs.data import generate
 from ar_envs.diagnostics import reasoning_report
 from ar_envs.tasks import PathStar

@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from agents.algorithms import BC, HellingerBC, HellingerBCOracle, SmoothedBC, get_algorithm, rho_select
-from agents.best_in_class import best_in_class
-from agents.policies import LogLinearPolicy
+from ar_agents.algorithms import BC, HellingerBC, HellingerBCOracle, SmoothedBC, get_algorithm, rho_select
+from ar_agents.evaluation.best_in_class import best_in_class
+from ar_agents.policies import LogLinearPolicy
 from ar_envs.data import generate
 from ar_envs.metrics import sequence_metrics
 from ar_envs.tasks import LinearAR, MixtureTeacher, TwoBranch

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import ar_envs
-from agents import bench
+from ar_agents.evaluation import bench
 
 RATIO_ROW = re.compile(r"^(vector env|single env|  the same with).*\s(\d+(\.\d+)?(e[+-]\d+)?)\s+(\d+(\.\d+)?(e[+-]\d+)?)\s+(\d+\.\d\d)\s")
 
@@ -46,7 +46,7 @@ def test_bench_options():
 
 
 def test_python_dash_m_with_cli_separator():
-    cmd = [sys.executable, "-m", "agents.bench", "--", "--rounds", "1", "--seconds", "0.02", "--num-envs", "16"]
+    cmd = [sys.executable, "-m", "ar_agents.evaluation.bench", "--", "--rounds", "1", "--seconds", "0.02", "--num-envs", "16"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "16 copies" in out.stdout and "ratio" in out.stdout

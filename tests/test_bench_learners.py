@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from agents import bench_learners
-from agents.algorithms import BlockHellinger
+from ar_agents.evaluation import bench_learners
+from ar_agents.algorithms import BlockHellinger
 from ar_envs.data import generate
 from ar_envs.metrics import sequence_metrics
 from ar_envs.tasks import TwoBranch

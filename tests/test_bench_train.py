@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from agents import bench_train
+from ar_agents.evaluation import bench_train
 from ar_envs.data import generate
 from ar_envs.env import observation_space
 from ar_envs.tasks import PathStar
@@ -51,6 +51,6 @@ def test_bench_train_options():
 
 
 def test_python_dash_m():
-    res = subprocess.run([sys.executable, "-m", "agents.bench_train", *TINY], capture_output=True, text=True, timeout=300)
+    res = subprocess.run([sys.executable, "-m", "ar_agents.evaluation.bench_train", *TINY], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert "ratio per-transition / ours" in res.stdout

@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from agents import sweep as sweep_mod
-from agents.cli import main
+from ar_agents.evaluation import sweep as sweep_mod
+from ar_agents.cli import main
 
 SWEEP = ["sweep", "--task", "two-branch", "--horizons", "3", "--algorithms", "bc", "--seeds", "1",
          "--samples", "50", "--quiet"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents.cli import build_parser
+from ar_agents.cli import build_parser
 
 
 def _help(command: str | None) -> str:

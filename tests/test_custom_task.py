@@ -54,7 +54,7 @@ def _enumerated_best(stay0, stay1, H):
 
 
 def test_example_task_passes_check_task_and_its_exact_numbers_match_enumeration():
-    from agents.policies.loglinear import LogLinearPolicy
+    from ar_agents.policies.loglinear import LogLinearPolicy
     from ar_envs.metrics import sequence_metrics
 
     task = check_task(StickyBits(horizon=6, stay0=0.9, stay1=0.6))
@@ -93,7 +93,7 @@ def test_example_registered_env_passes_both_checkers():
 
 
 def test_sweep_on_the_example_task_by_import_path(tmp_path):
-    from agents.cli import main
+    from ar_agents.cli import main
 
     out = tmp_path / "sticky.jsonl"
     rc = main(["sweep", "--task", "examples.custom_task:StickyBits", "--task-arg", "stay1=0.5", "--horizons", "3,6",
@@ -171,7 +171,7 @@ def test_task_args_not_overridden_is_refused_where_it_matters():
 
 
 def test_sweep_refuses_a_task_without_task_args(tmp_path):
-    from agents.sweep import sweep
+    from ar_agents.evaluation.sweep import sweep
 
     with pytest.raises(ValueError, match="task_args"):
         sweep(NoTaskArgs, [2, 3], ["bc"], seeds=1, n_samples=10, progress=False)

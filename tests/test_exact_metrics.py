@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from agents.policies import LogLinearPolicy
+from ar_agents.policies import LogLinearPolicy
 from ar_envs.metrics import (
     all_sequences,
     enumerate_metrics,

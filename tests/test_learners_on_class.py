@@ -7,13 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from agents.algorithms import (BC, BlockHellinger, DAgger, HellingerBC, RhoEstimator, ScheduledSampling, SmoothedBC,
+from ar_agents.algorithms import (BC, BlockHellinger, DAgger, HellingerBC, RhoEstimator, ScheduledSampling, SmoothedBC,
                                get_algorithm)
-from agents.algorithms.block_hellinger import block_groups
-from agents.best_in_class import best_in_class
-from agents.loglinear_fit import log_table_torch, state_label_sums
-from agents.policies.loglinear import LogLinearPolicy
-from agents.sweep import Cell, approx_factor_flag, run_cell
+from ar_agents.algorithms.block_hellinger import block_groups
+from ar_agents.evaluation.best_in_class import best_in_class
+from ar_agents.loglinear_fit import log_table_torch, state_label_sums
+from ar_agents.policies.loglinear import LogLinearPolicy
+from ar_agents.evaluation.sweep import Cell, approx_factor_flag, run_cell
 from ar_envs.data import generate
 from ar_envs.metrics import Estimate, enumerate_metrics, sequence_metrics
 from ar_envs.tasks import HMMLanguage, LinearAR, RareToken, TwoBranch

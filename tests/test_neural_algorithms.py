@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from agents.algorithms import (BC, BetaSchedule, DAgger, ScheduledSampling, Teacherless, TeacherlessPolicy,
+from ar_agents.algorithms import (BC, BetaSchedule, DAgger, ScheduledSampling, Teacherless, TeacherlessPolicy,
                                dagger_with_env, get_algorithm)
-from agents.cli import build_algorithms, main
-from agents.interop import episode_observations, to_imitation_trajectories
-from agents.policies import GPTPolicy, LogLinearPolicy, WindowPolicy
-from agents.sweep import sweep
-from agents.training import ExpertOracle, mixture_rollout
+from ar_agents.cli import build_algorithms, main
+from ar_agents.integrations.interop import episode_observations, to_imitation_trajectories
+from ar_agents.policies import GPTPolicy, LogLinearPolicy, WindowPolicy
+from ar_agents.evaluation.sweep import sweep
+from ar_agents.training import ExpertOracle, mixture_rollout
 from ar_envs.core import Task, as_rng
 from ar_envs.data import generate
 from ar_envs.diagnostics import greedy_decode, reasoning_report

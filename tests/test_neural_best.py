@@ -1,4 +1,4 @@
-"""The estimated best in class of the neural policy classes (``agents.neural_best``).
+"""The estimated best in class of the neural policy classes (``ar_agents.evaluation.neural_best``).
 
 Every value is checked against an independent computation: ``ar_envs.metrics.enumerate_metrics``
 of the returned member (it sums over all ``V^H`` sequences of every context, not only the
@@ -11,10 +11,10 @@ import math
 import numpy as np
 import pytest
 
-from agents.algorithms import BC, TeacherlessPolicy
-from agents.neural_best import NeuralBestSearch, neural_best_in_class
-from agents.sweep import sweep
-from agents.training import build_policy
+from ar_agents.algorithms import BC, TeacherlessPolicy
+from ar_agents.evaluation.neural_best import NeuralBestSearch, neural_best_in_class
+from ar_agents.evaluation.sweep import sweep
+from ar_agents.training import build_policy
 from ar_envs.metrics import enumerate_metrics
 from ar_envs.tasks import LinearAR, Parity, TwoBranch
 
@@ -124,7 +124,7 @@ def test_given_starts_are_trained_candidates():
 
 
 def test_sweep_cell_with_a_neural_bc_gets_an_estimated_approx_factor(tmp_path, monkeypatch):
-    import agents.sweep as sw
+    import ar_agents.evaluation.sweep as sw
     from ar_envs.data import generate
 
     monkeypatch.setattr(sw, "NEURAL_BEST_OPTIONS", dict(FAST))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents.policies import GPTConfig, GPTPolicy, TokenPolicy, WindowPolicy, make_policy, stream_spec
+from ar_agents.policies import GPTConfig, GPTPolicy, TokenPolicy, WindowPolicy, make_policy, stream_spec
 from ar_envs.env import SequenceEnv, SequenceVectorEnv
 from ar_envs.tasks import LinearAR, PathStar, TwoBranch
 

@@ -11,9 +11,9 @@ import os
 import numpy as np
 import pytest
 
-from agents import report as report_mod
-from agents.report import report
-from agents.sweep import ResultsFileError
+from ar_agents.evaluation import report as report_mod
+from ar_agents.evaluation.report import report
+from ar_agents.evaluation.sweep import ResultsFileError
 
 HEADER = json.dumps({"format": "ar-envs-results", "version": 1, "ar_envs_version": "test"})
 
@@ -39,7 +39,7 @@ def _write(path, recs):
 
 
 def _ci(values):
-    from agents.report import t95
+    from ar_agents.evaluation.report import t95
 
     v = np.asarray(values, dtype=float)
     half = t95(len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))

@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from agents import sweep as sweep_mod
-from agents.report import report
-from agents.sweep import ResultsFile, ResultsFileError, cell_key, sweep
+from ar_agents.evaluation import sweep as sweep_mod
+from ar_agents.evaluation.report import report
+from ar_agents.evaluation.sweep import ResultsFile, ResultsFileError, cell_key, sweep
 
 FAST = dict(seeds=2, n_samples=300, eval_samples=2000, progress=False)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -110,7 +110,7 @@ def test_a_write_that_makes_no_progress_is_an_error_not_a_loop(tmp_path, monkeyp
 
 
 def test_the_cli_exits_nonzero_with_one_line_on_a_full_disk(tmp_path, monkeypatch, capsys):
-    from agents.cli import main
+    from ar_agents.cli import main
 
     out = tmp_path / "r.jsonl"
     real_write = os.write
@@ -159,7 +159,7 @@ def test_a_second_sweep_process_is_refused_while_the_first_runs(tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
             import sys, time
-            from agents.sweep import ResultsFile
+            from ar_agents.evaluation.sweep import ResultsFile
             with ResultsFile({str(out)!r}):
                 print("locked", flush=True)
                 time.sleep(30)
@@ -284,7 +284,7 @@ def test_kill_9_of_a_parallel_sweep_takes_its_workers_and_resource_tracker_along
                 time.sleep(120)
     '''))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), ROOT])}
-    proc = subprocess.Popen([sys.executable, "-m", "agents.cli", "sweep", "--task", "mixture", "--horizons", "3,4,5",
+    proc = subprocess.Popen([sys.executable, "-m", "ar_agents.cli", "sweep", "--task", "mixture", "--horizons", "3,4,5",
                              "--algorithms", "slow_algos:Slow", "--seeds", "1", "--samples", "10", "--workers", "2",
                              "--quiet", "--out", str(tmp_path / "r.jsonl")], cwd=ROOT, env=env)
     try:
@@ -309,7 +309,7 @@ def test_kill_9_of_a_parallel_sweep_takes_its_workers_and_resource_tracker_along
 
 @pytest.mark.slow
 def test_transformer_cells_are_identical_with_one_or_two_workers():
-    from agents.algorithms import BC
+    from ar_agents.algorithms import BC
 
     grid = dict(task_args={"degree": 2, "num_nodes": 12}, seeds=1, n_samples=64, eval_samples=100, progress=False)
     algs = [BC(policy="transformer", policy_args={"n_layer": 1, "n_embd": 16, "n_head": 2}, epochs=2)]

@@ -1,4 +1,4 @@
-"""The expert as an SB3 BasePolicy (agents.sb3.ExpertSB3Policy)."""
+"""The expert as an SB3 BasePolicy (ar_agents.integrations.sb3.ExpertSB3Policy)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 import ar_envs
-from agents.sb3 import ExpertSB3Policy
+from ar_agents.integrations.sb3 import ExpertSB3Policy
 from ar_envs import ExpertPolicy
 from ar_envs.tasks import PathStar, TwoBranch
 

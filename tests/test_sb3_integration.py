@@ -1,6 +1,6 @@
-"""SB3 integration: the TokenPolicy adapter (agents.sb3_policy), the SB3 VecEnv over the native
-batched env (agents.sb3_vec_env), action masks and MaskablePPO, and the "ppo" / "ppo-from-bc"
-algorithms (agents.algorithms.ppo)."""
+"""SB3 integration: the TokenPolicy adapter (ar_agents.integrations.sb3_policy), the SB3 VecEnv over the native
+batched env (ar_agents.integrations.sb3_vec_env), action masks and MaskablePPO, and the "ppo" / "ppo-from-bc"
+algorithms (ar_agents.algorithms.ppo)."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ from stable_baselines3.common.env_checker import check_env
 from stable_baselines3.common.vec_env import DummyVecEnv, VecCheckNan, VecEnvWrapper, VecMonitor
 
 import ar_envs
-from agents.algorithms.bc import BC
-from agents.algorithms.ppo import PPO, PPOFromBC, evaluation_set, mean_reward
-from agents.policies import make_policy
-from agents.policies.base import stream_spec
-from agents.sb3 import ExpertSB3Policy
-from agents.sb3_policy import TokenActorCriticPolicy, load_token_policy
-from agents.sb3_vec_env import SequenceVecEnv
+from ar_agents.algorithms.bc import BC
+from ar_agents.algorithms.ppo import PPO, PPOFromBC, evaluation_set, mean_reward
+from ar_agents.policies import make_policy
+from ar_agents.policies.base import stream_spec
+from ar_agents.integrations.sb3 import ExpertSB3Policy
+from ar_agents.integrations.sb3_policy import TokenActorCriticPolicy, load_token_policy
+from ar_agents.integrations.sb3_vec_env import SequenceVecEnv
 from ar_envs.data import generate
 from ar_envs.expert import ExpertPolicy
 from ar_envs.tasks import Multiplication, Parity, PathStar, TwoBranch
@@ -244,7 +244,7 @@ def test_single_env_masks_equal_the_vector_env_rows():
 def test_maskable_ppo_never_picks_a_masked_token():
     MaskablePPO = pytest.importorskip("sb3_contrib").MaskablePPO  # the test extra installs it
 
-    from agents.sb3_policy import MaskableTokenActorCriticPolicy
+    from ar_agents.integrations.sb3_policy import MaskableTokenActorCriticPolicy
 
     class CheckMasks(VecEnvWrapper):
         """Fails the step if an action is outside the current mask."""
@@ -471,7 +471,7 @@ def test_expert_policy_object_still_matches_the_vec_env_info():
 
 
 def test_both_algorithms_are_registered():
-    from agents.algorithms import algorithm_names, get_algorithm
+    from ar_agents.algorithms import algorithm_names, get_algorithm
 
     assert {"ppo", "ppo-from-bc"} <= set(algorithm_names())
     assert isinstance(get_algorithm("ppo"), PPO) and isinstance(get_algorithm("ppo-from-bc"), PPOFromBC)

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from agents.algorithms import (BC, PPO, DAgger, HellingerBC, ScheduledSampling, SmoothedBC, Teacherless,
+from ar_agents.algorithms import (BC, PPO, DAgger, HellingerBC, ScheduledSampling, SmoothedBC, Teacherless,
                                TeacherlessPolicy, get_algorithm)
-from agents.cli import main
-from agents.policies import GPTPolicy, TokenPolicy, WindowPolicy, make_policy, stream_spec
+from ar_agents.cli import main
+from ar_agents.policies import GPTPolicy, TokenPolicy, WindowPolicy, make_policy, stream_spec
 from ar_envs.metrics import all_sequences
 from ar_envs.tasks import TwoBranch
 
@@ -165,7 +165,7 @@ def test_one_flipped_weight_byte_is_refused(tmp_path):
 
 @pytest.mark.parametrize("bad_value", [float("nan"), float("inf"), float("-inf")])
 def test_non_finite_weights_are_refused_on_save_and_on_load(tmp_path, bad_value):
-    from agents.policies.base import policy_checksum
+    from ar_agents.policies.base import policy_checksum
 
     _, policy = tiny_policy()
     path = tmp_path / "p.pt"
@@ -189,7 +189,7 @@ def test_policy_file_with_compressed_entries_or_an_oversized_config_is_refused_u
     import struct
     import zipfile
 
-    from agents.policies.base import policy_checksum
+    from ar_agents.policies.base import policy_checksum
 
     _, policy = tiny_policy()
     good = tmp_path / "good.pt"
@@ -310,7 +310,7 @@ def test_a_small_npz_is_refused_before_it_is_decompressed(tmp_path, case, match)
 
 POLICY_MODULE = '''
 import numpy as np
-from agents.algorithms import BC
+from ar_agents.algorithms import BC
 
 
 class Tempered:
@@ -446,7 +446,7 @@ def test_bad_state_tables_and_samples_are_refused(user_policies):
 @pytest.mark.parametrize("algorithm, match", [("user_policies:tempered_bc", "Tempered.sequence_log_prob is not a probability law"),
                                               ("user_policies:plus_inf", "Returns.sequence_log_prob returned inf")])
 def test_the_sweep_fails_the_cell_instead_of_recording_nonsense(user_policies, tmp_path, capsys, algorithm, match):
-    from agents.sweep import ResultsFile, sweep
+    from ar_agents.evaluation.sweep import ResultsFile, sweep
 
     out = tmp_path / "r.jsonl"
     with pytest.raises(ValueError, match=rf"{algorithm} on two-branch H=5 seed=0: {match}"):
@@ -501,7 +501,7 @@ def test_max_iter_zero_on_the_command_line_is_refused_before_any_cell(tmp_path, 
 def test_an_unconverged_fit_says_so_and_a_converged_one_too(tmp_path):
     import warnings
 
-    from agents.sweep import sweep
+    from ar_agents.evaluation.sweep import sweep
     from ar_envs.data import generate
 
     task = TwoBranch(horizon=8, eps=0.1)

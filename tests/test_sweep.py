@@ -9,9 +9,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from agents.cli import main
-from agents.report import growth_exponent, report
-from agents.sweep import REQUIRED_FIELDS, ResultsFile, ResultsFileError, parse_task_args, sweep
+from ar_agents.cli import main
+from ar_agents.evaluation.report import growth_exponent, report
+from ar_agents.evaluation.sweep import REQUIRED_FIELDS, ResultsFile, ResultsFileError, parse_task_args, sweep
 
 FAST = dict(seeds=2, n_samples=300, eval_samples=2000, progress=False)
 
@@ -76,7 +76,7 @@ def test_every_cell_runs_on_the_same_torch_threads_whatever_the_workers(tmp_path
 
     (tmp_path / "thread_algos.py").write_text(textwrap.dedent('''
         import torch
-        from agents.algorithms import get_algorithm
+        from ar_agents.algorithms import get_algorithm
 
         class CountThreads:
             def fit(self, task, demos, seed):
@@ -109,7 +109,7 @@ def test_monte_carlo_cells_carry_intervals(tmp_path):
 def test_user_algorithm_and_task_by_import_path(tmp_path, monkeypatch):
     (tmp_path / "my_algos.py").write_text(textwrap.dedent('''
         import numpy as np
-        from agents.policies import LogLinearPolicy
+        from ar_agents.policies import LogLinearPolicy
 
         def fit_zero(task, demos, seed):
             return LogLinearPolicy(task, np.zeros(task.feature_map().dim))
@@ -224,7 +224,7 @@ def test_console_script_demo_runs_small(tmp_path):
 
 
 def test_reasoning_task_sweep_varies_its_own_argument_and_reports_exact_match(tmp_path, small_neural_best):
-    from agents.algorithms import BC
+    from ar_agents.algorithms import BC
 
     out = tmp_path / "ps.jsonl"
     recs = sweep("path-star", [3, 4], [BC(policy="mlp", epochs=1)], task_args={"degree": 2, "num_nodes": 12},

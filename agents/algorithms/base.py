@@ -46,15 +46,15 @@ class FunctionAlgorithm(Algorithm):
 
 
 def _registry():
-    from .bc import BC
-    from .block_hellinger import BlockHellinger
-    from .dagger import DAgger
-    from .hellinger_bc import HellingerBC, HellingerBCOracle
-    from .ppo import PPO, PPOFromBC
-    from .rho import RhoEstimator
-    from .scheduled_sampling import ScheduledSampling
-    from .smoothed_bc import SmoothedBC
-    from .teacherless import Teacherless
+    from ar_agents.algorithms.bc import BC
+    from ar_agents.algorithms.block_hellinger import BlockHellinger
+    from ar_agents.algorithms.dagger import DAgger
+    from ar_agents.algorithms.hellinger_bc import HellingerBC, HellingerBCOracle
+    from ar_agents.algorithms.ppo import PPO, PPOFromBC
+    from ar_agents.algorithms.rho import RhoEstimator
+    from ar_agents.algorithms.scheduled_sampling import ScheduledSampling
+    from ar_agents.algorithms.smoothed_bc import SmoothedBC
+    from ar_agents.algorithms.teacherless import Teacherless
 
     return {"bc": BC, "smoothed-bc": SmoothedBC, "hellinger-bc": HellingerBC, "hellinger-bc-oracle": HellingerBCOracle,
             "block-hellinger": BlockHellinger, "rho": RhoEstimator,

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from ar_envs.core import check_int
 
-from ..loglinear_fit import fit_cross_entropy, visit_counts, warn_unconverged
-from ..policies.loglinear import LogLinearPolicy
-from ..training import (DEFAULT_POLICY, answer_cross_entropy, build_policy, check_policy_spec, check_training_args,
+from ar_agents.loglinear_fit import fit_cross_entropy, visit_counts, warn_unconverged
+from ar_agents.policies.loglinear import LogLinearPolicy
+from ar_agents.training import (DEFAULT_POLICY, answer_cross_entropy, build_policy, check_policy_spec, check_training_args,
                         finish_log, new_log, seed_everything, train)
-from .base import Algorithm
+from ar_agents.algorithms.base import Algorithm
 
 NEURAL_DEFAULTS = {"epochs": 20, "lr": 1e-3, "batch_size": 64}
 
@@ -33,7 +33,7 @@ class BC(Algorithm):
     pass scoring all ``H`` answer tokens (``policy.answer_logits``), cross-entropy against the
     answer, Adam for ``epochs`` passes (default 20) with learning rate ``lr`` (1e-3) and
     minibatches of ``batch_size`` sequences (64). ``policy_args`` go to the policy's constructor
-    (``agents.policies.make_policy``).
+    (``ar_agents.policies.make_policy``).
     """
 
     name = "bc"

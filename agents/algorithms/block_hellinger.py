@@ -36,9 +36,9 @@ import torch
 
 from ar_envs.core import check_int
 
-from ..loglinear_fit import default_starts, minimise_from
-from ..policies.loglinear import LogLinearPolicy
-from .base import Algorithm
+from ar_agents.loglinear_fit import default_starts, minimise_from
+from ar_agents.policies.loglinear import LogLinearPolicy
+from ar_agents.algorithms.base import Algorithm
 
 
 def block_groups(fm, contexts, sequences, block: int):
@@ -93,7 +93,7 @@ class BlockHellinger(Algorithm):
         self.max_iter = check_int("max_iter", max_iter, 1)
 
     def fit(self, task, demos, seed: int = 0):
-        from .bc import BC
+        from ar_agents.algorithms.bc import BC
 
         fm = task.feature_map()
         if fm is None:

@@ -27,11 +27,11 @@ from torch.nn import functional as F
 
 from ar_envs.core import check_choice, check_float, check_int
 
-from ..loglinear_fit import fit_cross_entropy, state_label_sums, visit_counts
-from ..policies.loglinear import LogLinearPolicy
-from ..training import (DEFAULT_POLICY, ExpertOracle, build_policy, check_policy_spec, check_training_args, finish_log,
+from ar_agents.loglinear_fit import fit_cross_entropy, state_label_sums, visit_counts
+from ar_agents.policies.loglinear import LogLinearPolicy
+from ar_agents.training import (DEFAULT_POLICY, ExpertOracle, build_policy, check_policy_spec, check_training_args, finish_log,
                         mix_actions, mixture_rollout, new_log, one_hot, seed_everything, train)
-from .base import Algorithm
+from ar_agents.algorithms.base import Algorithm
 
 BETA_SCHEDULES = ("linear", "exponential")
 
@@ -185,7 +185,7 @@ def dagger_with_env(env, expert_policy=None, policy=DEFAULT_POLICY, *, policy_ar
     """
     import gymnasium as gym
 
-    from ..policies.base import TokenPolicy
+    from ar_agents.policies.base import TokenPolicy
 
     check_policy_spec(policy, policy_args)
     rounds = check_int("rounds", rounds, 0)

@@ -15,9 +15,9 @@ import torch
 
 from ar_envs.core import check_int
 
-from ..loglinear_fit import default_starts, minimise_from, state_sqrt_expert, visit_counts, warn_unconverged
-from ..policies.loglinear import LogLinearPolicy
-from .base import Algorithm
+from ar_agents.loglinear_fit import default_starts, minimise_from, state_sqrt_expert, visit_counts, warn_unconverged
+from ar_agents.policies.loglinear import LogLinearPolicy
+from ar_agents.algorithms.base import Algorithm
 
 
 class HellingerBC(Algorithm):
@@ -29,7 +29,7 @@ class HellingerBC(Algorithm):
     ``p_hat(a | c, s) = N(c, s, a) / N(c, s)``. With ``H^2(p, q) = 2 - 2 sum_a sqrt(p_a q_a)`` the
     loss needs only ``R[c, s, a] = sqrt(N(c, s) N(c, s, a))``. A per-token objective: Rohatgi et
     al. (2025) show every such objective has an approximation factor Omega(H). It is
-    :class:`~agents.algorithms.block_hellinger.BlockHellinger` with blocks of one token.
+    :class:`~ar_agents.algorithms.block_hellinger.BlockHellinger` with blocks of one token.
 
     ``oracle=True`` (the ``hellinger-bc-oracle`` algorithm) uses the expert's next-token
     distributions along the demonstrated prefixes instead of the frequencies
@@ -47,7 +47,7 @@ class HellingerBC(Algorithm):
         self.oracle = bool(oracle)
 
     def fit(self, task, demos, seed: int = 0):
-        from .bc import BC
+        from ar_agents.algorithms.bc import BC
 
         fm = task.feature_map()
         if fm is None:

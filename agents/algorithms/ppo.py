@@ -3,12 +3,12 @@
 * ``"ppo"`` (:class:`PPO`): PPO from scratch (or from a given TokenPolicy's weights). The
   demonstrations are not used: the only signal is the task's reward at the end of each episode.
 * ``"ppo-from-bc"`` (:class:`PPOFromBC`): behavior cloning on the demonstrations first
-  (:class:`~agents.algorithms.bc.BC` on the same policy class), then PPO fine-tuning from it.
+  (:class:`~ar_agents.algorithms.bc.BC` on the same policy class), then PPO fine-tuning from it.
 
-The policy is one of ``agents.policies``' TokenPolicy classes, trained by
-``stable_baselines3.PPO`` through :class:`agents.sb3_policy.TokenActorCriticPolicy` (actor: the
+The policy is one of ``ar_agents.policies``' TokenPolicy classes, trained by
+``stable_baselines3.PPO`` through :class:`ar_agents.integrations.sb3_policy.TokenActorCriticPolicy` (actor: the
 TokenPolicy's next-token logits; critic: a separate network of the same class with a 1-unit
-head) on :class:`agents.sb3_vec_env.SequenceVecEnv` (the native batched environment). The
+head) on :class:`ar_agents.integrations.sb3_vec_env.SequenceVecEnv` (the native batched environment). The
 returned policy is the trained TokenPolicy (``model.policy.token_policy``).
 
 Discounting: ``gamma = 1`` by default, since the reward is the undiscounted sequence reward at
@@ -31,10 +31,10 @@ import torch
 
 from ar_envs.core import check_float, check_int
 
-from ..policies.base import TokenPolicy, stream_spec
-from ..training import DEFAULT_POLICY, check_policy_spec, policy_kind
-from .base import Algorithm
-from .bc import BC
+from ar_agents.policies.base import TokenPolicy, stream_spec
+from ar_agents.training import DEFAULT_POLICY, check_policy_spec, policy_kind
+from ar_agents.algorithms.base import Algorithm
+from ar_agents.algorithms.bc import BC
 
 
 def evaluation_set(task, seed: int, n: int):
@@ -64,7 +64,7 @@ class PPO(Algorithm):
         ent_coef: entropy bonus weight.
         policy: ``"linear"``, ``"mlp"``, ``"transformer"``, or a TokenPolicy whose weights PPO
             starts from (then ``policy_args`` must be empty).
-        policy_args: constructor arguments of the policy class (``agents.policies.make_policy``).
+        policy_args: constructor arguments of the policy class (``ar_agents.policies.make_policy``).
         critic_args: arguments in which the critic differs from the actor (same class).
         eval_episodes: sampled episodes for ``reward_before`` / ``reward_after``.
         torch_threads: torch's intra-op threads during ``fit`` (restored afterwards); ``None``
@@ -119,8 +119,8 @@ class PPO(Algorithm):
     def _fit(self, task, demos, seed: int):
         from stable_baselines3 import PPO as SB3PPO
 
-        from ..sb3_policy import TokenActorCriticPolicy, load_token_policy
-        from ..sb3_vec_env import SequenceVecEnv
+        from ar_agents.integrations.sb3_policy import TokenActorCriticPolicy, load_token_policy
+        from ar_agents.integrations.sb3_vec_env import SequenceVecEnv
 
         seed = check_int("seed", seed, 0, 2**32 - 1)  # SB3 seeds numpy's legacy generator (< 2^32)
         start = time.perf_counter()
@@ -175,7 +175,7 @@ class PPOFromBC(PPO):
     Takes :class:`PPO`'s arguments (``policy`` a kind name; default learning rate ``1e-4``,
     smaller than from scratch, so that fine-tuning does not wash out the BC start) and BC's:
     ``bc_epochs``, ``bc_lr``, ``bc_batch_size`` (teacher-forced cross-entropy, see
-    :class:`~agents.algorithms.bc.BC`). The SB3 actor starts with exactly the BC policy's
+    :class:`~ar_agents.algorithms.bc.BC`). The SB3 actor starts with exactly the BC policy's
     next-token probabilities; ``log["bc"]`` is BC's log, ``reward_before`` the BC policy's reward.
     """
 

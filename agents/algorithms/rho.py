@@ -11,9 +11,9 @@ import torch
 
 from ar_envs.core import check_int
 
-from ..loglinear_fit import log_table_torch, parameter_grid, per_sequence_counts
-from ..policies.loglinear import LogLinearPolicy
-from .base import Algorithm
+from ar_agents.loglinear_fit import log_table_torch, parameter_grid, per_sequence_counts
+from ar_agents.policies.loglinear import LogLinearPolicy
+from ar_agents.algorithms.base import Algorithm
 
 _CHUNK = 1 << 24  # elements of one (samples x rows x columns) tanh block
 
@@ -111,9 +111,9 @@ class RhoEstimator(Algorithm):
         self.max_rounds = check_int("max_rounds", max_rounds, 0)
 
     def fit(self, task, demos, seed: int = 0):
-        from .bc import BC
-        from .hellinger_bc import HellingerBC
-        from .smoothed_bc import SmoothedBC
+        from ar_agents.algorithms.bc import BC
+        from ar_agents.algorithms.hellinger_bc import HellingerBC
+        from ar_agents.algorithms.smoothed_bc import SmoothedBC
 
         fm = task.feature_map()
         if fm is None:

@@ -32,11 +32,11 @@ import numpy as np
 
 from ar_envs.core import check_choice, check_float, check_int, sample_categorical
 
-from ..loglinear_fit import fit_cross_entropy, state_label_sums
-from ..policies.loglinear import LogLinearPolicy
-from ..training import (DEFAULT_POLICY, answer_cross_entropy, build_policy, check_policy_spec, check_training_args,
+from ar_agents.loglinear_fit import fit_cross_entropy, state_label_sums
+from ar_agents.policies.loglinear import LogLinearPolicy
+from ar_agents.training import (DEFAULT_POLICY, answer_cross_entropy, build_policy, check_policy_spec, check_training_args,
                         finish_log, new_log, one_hot, seed_everything, train)
-from .base import Algorithm
+from ar_agents.algorithms.base import Algorithm
 
 SCHEDULES = ("linear", "inverse-sigmoid")
 

@@ -6,10 +6,10 @@ import torch
 
 from ar_envs.core import check_float, check_int
 
-from ..loglinear_fit import default_starts, minimise_from, visit_counts, warn_unconverged
-from ..policies.loglinear import LogLinearPolicy
-from .base import Algorithm
-from .bc import BC
+from ar_agents.loglinear_fit import default_starts, minimise_from, visit_counts, warn_unconverged
+from ar_agents.policies.loglinear import LogLinearPolicy
+from ar_agents.algorithms.base import Algorithm
+from ar_agents.algorithms.bc import BC
 
 
 class SmoothedBC(Algorithm):

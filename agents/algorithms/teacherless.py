@@ -16,9 +16,9 @@ from torch import nn
 
 from ar_envs.core import as_rng, sample_categorical
 
-from ..training import (DEFAULT_POLICY, answer_cross_entropy, build_policy, check_policy_spec, check_training_args,
+from ar_agents.training import (DEFAULT_POLICY, answer_cross_entropy, build_policy, check_policy_spec, check_training_args,
                         finish_log, new_log, seed_everything, train)
-from .base import Algorithm
+from ar_agents.algorithms.base import Algorithm
 
 
 class TeacherlessPolicy(nn.Module):
@@ -39,7 +39,7 @@ class TeacherlessPolicy(nn.Module):
       ``model.teacherless_decode(x)``); ``sample`` draws each position independently;
     * ``teacher_forced_probs(x, a)`` is ``(q_1, .., q_H)`` whatever ``a``.
 
-    ``model`` is the trained :class:`~agents.policies.base.TokenPolicy`. ``save`` writes the
+    ``model`` is the trained :class:`~ar_agents.policies.base.TokenPolicy`. ``save`` writes the
     model's file; :meth:`load` reads it back as a ``TeacherlessPolicy``.
     """
 
@@ -112,7 +112,7 @@ class TeacherlessPolicy(nn.Module):
     def load(cls, path: str | os.PathLike, classes=()) -> "TeacherlessPolicy":
         """The model saved in ``path`` as a ``TeacherlessPolicy`` (``classes``: your own
         ``TokenPolicy`` subclasses the file may name; see :meth:`TokenPolicy.load`)."""
-        from ..policies.base import TokenPolicy
+        from ar_agents.policies.base import TokenPolicy
 
         return cls(TokenPolicy.load(path, classes=classes))
 

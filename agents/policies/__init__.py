@@ -2,7 +2,7 @@
 
 * :class:`LogLinearPolicy`: the log-linear ("autoregressive linear") class over a task's feature map.
 * Neural policies over one causal token stream (:class:`TokenPolicy`, see
-  :mod:`agents.policies.base`): :class:`WindowPolicy` (linear and MLP over a fixed window) and
+  :mod:`ar_agents.policies.base`): :class:`WindowPolicy` (linear and MLP over a fixed window) and
   :class:`GPTPolicy` (a small GPT-style transformer). :func:`make_policy` builds one by name.
 """
 
@@ -14,10 +14,10 @@ import torch
 
 from ar_envs.core import Task, check_choice, check_int
 
-from .base import TokenPolicy, stream_spec
-from .loglinear import LogLinearPolicy
-from .transformer import GPTConfig, GPTPolicy
-from .window import WindowPolicy
+from ar_agents.policies.base import TokenPolicy, stream_spec
+from ar_agents.policies.loglinear import LogLinearPolicy
+from ar_agents.policies.transformer import GPTConfig, GPTPolicy
+from ar_agents.policies.window import WindowPolicy
 
 POLICY_KINDS = ("linear", "mlp", "transformer")
 # the classes of the kinds: the only ones TokenPolicy.load builds unless it is given others

@@ -235,7 +235,7 @@ class TokenPolicy(nn.Module):
         """The policy saved in ``path`` by :meth:`save`.
 
         Loading never imports or runs code named by the file: its ``class`` field is looked up
-        among this package's policy classes (``agents.policies.POLICY_CLASSES``), ``cls`` when
+        among this package's policy classes (``ar_agents.policies.POLICY_CLASSES``), ``cls`` when
         called on a subclass (``MyPolicy.load(path)``), and ``classes`` (your own
         ``TokenPolicy`` subclasses: ``TokenPolicy.load(path, classes=[MyPolicy])``); the
         result must be an instance of ``cls``. The file is refused with a ``ValueError`` naming
@@ -300,9 +300,9 @@ def class_path(cls: type) -> str:
 
 def allowed_policy_classes(cls: type, classes=()) -> dict[str, type]:
     """The classes :meth:`TokenPolicy.load` may build, by :func:`class_path`: this package's
-    (``agents.policies.POLICY_CLASSES``), ``cls`` and ``classes`` (a class or an iterable of
+    (``ar_agents.policies.POLICY_CLASSES``), ``cls`` and ``classes`` (a class or an iterable of
     them), keeping only subclasses of ``cls``."""
-    from agents.policies import POLICY_CLASSES
+    from ar_agents.policies import POLICY_CLASSES
 
     if isinstance(classes, type):
         classes = [classes]

@@ -1,4 +1,4 @@
-"""A small GPT-style causal transformer over the token stream of :mod:`agents.policies.base`.
+"""A small GPT-style causal transformer over the token stream of :mod:`ar_agents.policies.base`.
 
 Architecture (a decoder-only transformer, written for this package)::
 
@@ -27,7 +27,7 @@ from torch.nn import functional as F
 
 from ar_envs.core import Task, check_float, check_int
 
-from .base import TokenPolicy, check_start, stream_spec
+from ar_agents.policies.base import TokenPolicy, check_start, stream_spec
 
 
 @dataclass
@@ -105,7 +105,7 @@ class GPTPolicy(TokenPolicy):
 
     Build it for a task with ``GPTPolicy.for_task(task, n_layer=2, n_head=4, n_embd=64)``; the
     keyword arguments are the fields of :class:`GPTConfig`. Initial weights come from torch's
-    global generator: seed it (or use ``agents.policies.make_policy(..., seed=...)``) for
+    global generator: seed it (or use ``ar_agents.policies.make_policy(..., seed=...)``) for
     reproducible weights.
     """
 

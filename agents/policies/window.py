@@ -8,7 +8,7 @@ from torch.nn import functional as F
 
 from ar_envs.core import Task, check_int
 
-from .base import TokenPolicy, check_start, stream_spec
+from ar_agents.policies.base import TokenPolicy, check_start, stream_spec
 
 
 class WindowPolicy(TokenPolicy):

@@ -9,7 +9,7 @@ and a PNG plot of each (log-log; the diagnostics on a linear axis).
 
 Rows are the values of the swept argument (the horizon, or e.g. parity's ``n_bits``), never the
 horizon alone; records are pooled only when they differ in nothing but the seed
-(:func:`agents.sweep.cell_key`), and a record that appears twice counts once. ``~`` marks each
+(:func:`ar_agents.evaluation.sweep.cell_key`), and a record that appears twice counts once. ``~`` marks each
 number that was estimated (Monte Carlo), not whole records.
 """
 
@@ -24,7 +24,7 @@ import numpy as np
 
 from ar_envs.fileio import atomic_path
 
-from .sweep import ResultsFile, cell_key
+from ar_agents.evaluation.sweep import ResultsFile, cell_key
 
 # two-sided 95% Student-t quantiles by degrees of freedom (beyond 30: the normal 1.96)
 _T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
@@ -64,7 +64,7 @@ def _group_key(rec, runs: bool = False):
 
 
 def dedupe(records: list[dict]) -> tuple[list[dict], list[int]]:
-    """``(records, duplicates)``: the records with each cell (:func:`agents.sweep.cell_key`, seed
+    """``(records, duplicates)``: the records with each cell (:func:`ar_agents.evaluation.sweep.cell_key`, seed
     included) kept once, the first; ``duplicates`` are the indices of the others."""
     seen, out, dups = set(), [], []
     for i, rec in enumerate(records):

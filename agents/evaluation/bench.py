@@ -15,7 +15,7 @@ Measurements (steps/second, one step of one copy counts as one step):
   the expert's ``(n, V)`` float64 distribution at every step; no target), and expert
   demonstrations through ``task.sample_expert`` in tokens/second (prompt + answer tokens).
 
-Run ``python -m agents.bench --help`` for the options.
+Run ``python -m ar_agents.evaluation.bench --help`` for the options.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A cell samples ``n_samples`` expert demonstrations (seeded by the cell's seed), fits the
 algorithm, and scores the returned policy against the expert with ``ar_envs.metrics`` (exact
 where the task allows, Monte Carlo with 95% intervals otherwise), next to the best model of the
-class (``agents.best_in_class``): ``approx_factor = hellinger2 / best_in_class_hellinger2``.
+class (``ar_agents.evaluation.best_in_class``): ``approx_factor = hellinger2 / best_in_class_hellinger2``.
 
 Results are appended to a JSON-lines file whose first line is a header naming the format; a
 rerun with the same file skips finished cells (:func:`cell_key`: every argument that changes a
@@ -35,7 +35,7 @@ from ar_envs.fileio import create_new_bytes, write_all
 from ar_envs.metrics import sequence_metrics
 from ar_envs.tasks import get_task_class
 
-from .algorithms.base import get_algorithm
+from ar_agents.algorithms.base import get_algorithm
 
 RESULTS_FORMAT = "ar-envs-results"
 RESULTS_VERSION = 1
@@ -288,7 +288,7 @@ def cell_key(record: dict, seed: bool = True) -> str:
 
 _BEST_CACHE: dict[str, dict] = {}
 _NEURAL_BEST_CACHE: dict[str, Any] = {}
-# keyword arguments of agents.neural_best.NeuralBestSearch for the sweep's neural best in class
+# keyword arguments of ar_agents.evaluation.neural_best.NeuralBestSearch for the sweep's neural best in class
 # (its budget: restarts, steps, lr, batch_size, mc_samples, ...); empty = the module's defaults.
 # Set in the process that runs the cells: worker processes (workers > 1) start with the defaults.
 NEURAL_BEST_OPTIONS: dict[str, Any] = {}
@@ -303,12 +303,12 @@ def _is_neural(policy) -> bool:
 
 
 def _policy_class(policy) -> str:
-    from .policies.loglinear import LogLinearPolicy
+    from ar_agents.policies.loglinear import LogLinearPolicy
 
     if isinstance(policy, LogLinearPolicy):
         return "log-linear"
     if _is_neural(policy):
-        from .training import policy_kind
+        from ar_agents.training import policy_kind
 
         return policy_kind(getattr(policy, "model", policy))
     return type(policy).__name__
@@ -324,12 +324,12 @@ def _best_key(task: Task, ctor_args: dict | None = None) -> str:
 def _best(task: Task, policy=None, ctor_args: dict | None = None) -> dict:
     """The best in class of ``policy``'s class, or ``hellinger2 = None`` with the reason.
 
-    Log-linear (and non-neural) policies: the task's log-linear class (``agents.best_in_class``),
+    Log-linear (and non-neural) policies: the task's log-linear class (``ar_agents.evaluation.best_in_class``),
     or none when the task has no such class. Neural policies: an *estimate* in the policy's own
     architecture (:func:`_neural_best`). ``ctor_args``: every argument the task was built with
     (the cell's, with the swept one).
     """
-    from .best_in_class import best_in_class
+    from ar_agents.evaluation.best_in_class import best_in_class
 
     if _is_neural(policy):
         return _neural_best(task, policy, ctor_args)
@@ -346,8 +346,8 @@ def _best_given_fit(task: Task, policy, h2, ctor_args: dict | None = None) -> di
     """:func:`_best`, never worse than the learner's own fit: when a log-linear member we fitted
     scores below the cached best in class, the optimiser is run again with that member as a
     start (and as a candidate) and the cache is updated (``improved_by_fit``)."""
-    from .best_in_class import best_in_class
-    from .policies.loglinear import LogLinearPolicy
+    from ar_agents.evaluation.best_in_class import best_in_class
+    from ar_agents.policies.loglinear import LogLinearPolicy
 
     best = _best(task, policy, ctor_args)
     b = best.get("hellinger2")
@@ -381,7 +381,7 @@ def approx_factor_flag(approx, approx_ci, h2, best: dict) -> str | None:
 
 
 def _neural_best(task: Task, policy, ctor_args: dict | None = None) -> dict:
-    """The estimated best in class of a neural policy's own class (``agents.neural_best``).
+    """The estimated best in class of a neural policy's own class (``ar_agents.evaluation.neural_best``).
 
     The search (its objective and fresh restarts) is built once per (task class, its full
     constructor arguments ``ctor_args`` incl. the swept one: ``task_args()`` of a user's task may
@@ -389,13 +389,13 @@ def _neural_best(task: Task, policy, ctor_args: dict | None = None) -> dict:
     its learner's fit as a candidate (scored untrained and after training), so a cell's number
     does not depend on which cells ran before it in this process.
     """
-    from .neural_best import NeuralBestSearch, _unwrap
+    from ar_agents.evaluation.neural_best import NeuralBestSearch, _unwrap
 
     try:
         model, teacherless = _unwrap(policy, "policy")
     except TypeError:
         return {"hellinger2": None, "method": f"unavailable: {type(policy).__name__} is not a neural policy class of "
-                "agents.policies", "exact": False}
+                "ar_agents.policies", "exact": False}
     options = dict(NEURAL_BEST_OPTIONS)
     task_key = [task.name, task.task_args(), ctor_args if ctor_args is not None else {"horizon": task.horizon}]
     key = json.dumps([type(task).__module__, type(task).__qualname__, task_key, type(model).__qualname__,
@@ -554,7 +554,7 @@ def _picklable(obj) -> bool:
     in a worker)."""
     import pickle
 
-    if not type(obj).__module__.startswith("agents."):
+    if not type(obj).__module__.startswith("ar_agents."):
         return False
     try:
         pickle.dumps(obj)
@@ -645,7 +645,7 @@ def sweep(
     """Run every (horizon, algorithm, seed) cell; append each record to ``out`` as it finishes.
 
     ``task``: a catalogue name, an import path ``pkg.mod:Class`` or a Task subclass.
-    ``algorithms``: names, import paths, classes or instances (see ``agents.algorithms.base``).
+    ``algorithms``: names, import paths, classes or instances (see ``ar_agents.algorithms.base``).
     ``workers > 1`` runs cells in that many processes (they die with this one). Every cell runs
     with ``threads`` torch threads, whatever ``workers`` is, so the numbers do not depend on
     ``workers`` (torch's reductions are split by thread count; the record notes

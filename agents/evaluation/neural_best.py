@@ -18,7 +18,7 @@ i.e. on ``-log A(theta)`` with the Hellinger affinity ``A = sum_i w_i exp(0.5 (l
 * **Monte Carlo** otherwise: ``m = mc_samples`` fixed expert samples, ``w = 1/m``.
 
 ``log P_theta`` is the teacher-forced log-probability of the answer (``answer_logits``, one pass
-with gradients). A learner decoded teacherlessly (:class:`~agents.algorithms.teacherless.TeacherlessPolicy`)
+with gradients). A learner decoded teacherlessly (:class:`~ar_agents.algorithms.teacherless.TeacherlessPolicy`)
 has another sequence law, the product of the per-position distributions of the teacherless
 stream; its class is *that* law over the same architecture, and it is what is trained and scored.
 
@@ -83,20 +83,20 @@ _TRAIN_SET, _SELECT_SET, _EVAL_SET = 7919, 15485863, 104729
 
 def _unwrap(policy, name: str):
     """``(TokenPolicy, teacherless: bool)`` of a neural policy of this package, else ``TypeError``."""
-    from .algorithms.teacherless import TeacherlessPolicy
-    from .policies.base import TokenPolicy
+    from ar_agents.algorithms.teacherless import TeacherlessPolicy
+    from ar_agents.policies.base import TokenPolicy
 
     if isinstance(policy, TeacherlessPolicy):
         return policy.model, True
     if isinstance(policy, TokenPolicy):
         return policy, False
-    raise TypeError(f"{name} must be a TokenPolicy or a TeacherlessPolicy (a neural policy of agents.policies), "
+    raise TypeError(f"{name} must be a TokenPolicy or a TeacherlessPolicy (a neural policy of ar_agents.policies), "
                     f"got {type(policy).__name__}")
 
 
 def _law(model, teacherless: bool):
     """The policy whose sequence law is the member's (what is scored and returned)."""
-    from .algorithms.teacherless import TeacherlessPolicy
+    from ar_agents.algorithms.teacherless import TeacherlessPolicy
 
     return TeacherlessPolicy(model) if teacherless else model
 
@@ -187,8 +187,8 @@ class NeuralBestSearch:
                  lr: float = DEFAULT_LR, batch_size: int = DEFAULT_BATCH_SIZE, seed: int = 0,
                  mc_samples: int = DEFAULT_MC_SAMPLES, eval_samples: int = DEFAULT_EVAL_SAMPLES,
                  enumerate_limit: int = ENUMERATE_LIMIT, torch_threads: int | None = 1):
-        from .policies.base import stream_spec
-        from .training import policy_kind
+        from ar_agents.policies.base import stream_spec
+        from ar_agents.training import policy_kind
 
         if not isinstance(task, Task):
             raise TypeError(f"task must be an ar_envs Task, got {type(task).__name__}")
@@ -228,8 +228,8 @@ class NeuralBestSearch:
 
     def _fresh(self, seed: int):
         """A new member of the class with reproducible initial weights."""
-        from .policies import POLICY_KINDS
-        from .training import build_policy
+        from ar_agents.policies import POLICY_KINDS
+        from ar_agents.training import build_policy
 
         if self.kind in POLICY_KINDS:
             return build_policy(self.kind, self.task, self.config, seed=seed)

@@ -29,8 +29,8 @@ import torch
 from ar_envs.core import Task
 from ar_envs.metrics import all_sequences, can_enumerate, markov_metrics, sequence_metrics
 
-from .loglinear_fit import minimise, parameter_grid, per_sequence_counts
-from .policies.loglinear import LogLinearPolicy
+from ar_agents.loglinear_fit import minimise, parameter_grid, per_sequence_counts
+from ar_agents.policies.loglinear import LogLinearPolicy
 
 
 def _transition_tensor(fm) -> torch.Tensor:
@@ -107,8 +107,8 @@ def best_in_class(task: Task, starts: list[np.ndarray] | None = None, seed: int 
     # never worse than a member we were given
     from ar_envs.data import generate
 
-    from .algorithms.bc import BC
-    from .algorithms.hellinger_bc import HellingerBCOracle
+    from ar_agents.algorithms.bc import BC
+    from ar_agents.algorithms.hellinger_bc import HellingerBCOracle
 
     big = generate(task, 20_000, seed=seed + 15485863)
     given = [np.asarray(t, dtype=np.float64) for t in (starts or [])]

@@ -1,11 +1,11 @@
-"""Any :class:`~agents.policies.base.TokenPolicy` as a Stable-Baselines3 actor-critic policy.
+"""Any :class:`~ar_agents.policies.base.TokenPolicy` as a Stable-Baselines3 actor-critic policy.
 
 SB3's PPO (and A2C) can then train one of our policy classes from scratch or fine-tune a trained
 one (a behaviour-cloning start), on any environment of this package::
 
     from stable_baselines3 import PPO
-    from agents.sb3_policy import TokenActorCriticPolicy, load_token_policy
-    from agents.sb3_vec_env import SequenceVecEnv
+    from ar_agents.integrations.sb3_policy import TokenActorCriticPolicy, load_token_policy
+    from ar_agents.integrations.sb3_vec_env import SequenceVecEnv
 
     venv = SequenceVecEnv(task, n_envs=8)
     model = PPO(TokenActorCriticPolicy, venv, policy_kwargs=dict(task=task, policy_kind="transformer",
@@ -35,7 +35,7 @@ roll-out buffer stores) is rounded to token ids and mapped to the policy's causa
 ``TokenPolicy.observation_to_stream``, so the ids go to our embeddings, never through a one-hot
 layer. The environments keep their ``MultiDiscrete`` space (stock ``MlpPolicy`` still works on
 them); no wrapper that re-declares the ids as an integer ``Box`` is needed, and a policy trained
-here runs on ``SequenceEnv``, ``DummyVecEnv`` and :class:`~agents.sb3_vec_env.SequenceVecEnv`
+here runs on ``SequenceEnv``, ``DummyVecEnv`` and :class:`~ar_agents.integrations.sb3_vec_env.SequenceVecEnv`
 alike. SB3's ``net_arch`` / ``mlp_extractor`` / ``action_net`` / ``value_net`` are not built.
 
 Actor and critic
@@ -53,7 +53,7 @@ Actor and critic
   bootstrap a truncated episode) is read at the last stream position.
 
 SB3's orthogonal initialisation is not applied: the actor starts exactly as
-``agents.policies.make_policy`` builds it (under SB3's seeded torch generator, so PPO's
+``ar_agents.policies.make_policy`` builds it (under SB3's seeded torch generator, so PPO's
 ``seed`` fixes the initial weights).
 """
 
@@ -69,8 +69,8 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 
 from ar_envs.core import Task
 
-from .policies import POLICY_KINDS, make_policy
-from .policies.base import TokenPolicy, stream_spec
+from ar_agents.policies import POLICY_KINDS, make_policy
+from ar_agents.policies.base import TokenPolicy, stream_spec
 
 __all__ = ["TokenActorCriticPolicy", "MaskableTokenActorCriticPolicy", "load_token_policy", "check_spec"]
 
@@ -90,12 +90,12 @@ class _SpecTask(Task):
 def check_spec(spec, observation_space: spaces.Space | None = None, action_space: spaces.Space | None = None) -> dict:
     """``spec`` (a :func:`stream_spec` dict) checked against itself and the spaces, or ``ValueError``."""
     if not isinstance(spec, dict) or set(spec) != set(_SPEC_KEYS):
-        raise ValueError(f"spec must be a dict with the keys {list(_SPEC_KEYS)} (agents.policies.stream_spec(task)), got {spec!r}")
+        raise ValueError(f"spec must be a dict with the keys {list(_SPEC_KEYS)} (ar_agents.policies.stream_spec(task)), got {spec!r}")
     if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in spec.values()):
-        raise ValueError(f"spec must map its keys to integers (agents.policies.stream_spec(task)), got {spec!r}")
+        raise ValueError(f"spec must map its keys to integers (ar_agents.policies.stream_spec(task)), got {spec!r}")
     spec = {k: int(v) for k, v in spec.items()}
     if spec["vocab_size"] < 2 or spec["horizon"] < 1 or spec["context_length"] < 0 or spec != stream_spec(_SpecTask(spec)):
-        raise ValueError(f"spec is not the stream spec of any task (see agents.policies.stream_spec): {spec}")
+        raise ValueError(f"spec is not the stream spec of any task (see ar_agents.policies.stream_spec): {spec}")
     L, H, V = spec["context_length"], spec["horizon"], spec["vocab_size"]
     if action_space is not None and not (isinstance(action_space, spaces.Discrete) and int(action_space.n) == V):
         raise ValueError(f"action_space must be Discrete({V}) for this spec (vocab_size {V}), got {action_space}")
@@ -151,7 +151,7 @@ class _TokenActorCritic:
             spec = stream_spec(task)
         if spec is None:
             raise ValueError(
-                "policy_kwargs must give task=<the ar_envs Task> (or spec=agents.policies.stream_spec(task)): "
+                "policy_kwargs must give task=<the ar_envs Task> (or spec=ar_agents.policies.stream_spec(task)): "
                 "the observation space alone does not tell the context from the generated tokens"
             )
         if policy_args is not None and not isinstance(policy_args, dict):
@@ -224,8 +224,8 @@ class TokenActorCriticPolicy(_TokenActorCritic, ActorCriticPolicy):
     Arguments (as ``policy_kwargs``; SB3 passes the spaces and ``lr_schedule``):
 
     * ``task``: the :class:`ar_envs.Task` whose environments this policy acts in (only its
-      stream shape is kept), or ``spec``: that shape, ``agents.policies.stream_spec(task)``.
-    * ``policy_kind``: ``"linear"``, ``"mlp"``, ``"transformer"`` (``agents.policies.make_policy``)
+      stream shape is kept), or ``spec``: that shape, ``ar_agents.policies.stream_spec(task)``.
+    * ``policy_kind``: ``"linear"``, ``"mlp"``, ``"transformer"`` (``ar_agents.policies.make_policy``)
       or a TokenPolicy subclass; ``policy_args``: its constructor arguments.
     * ``critic_args``: arguments of the critic that differ from the actor's (e.g. a narrower
       ``n_embd``); the critic has the actor's class.

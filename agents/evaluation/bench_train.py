@@ -1,9 +1,9 @@
-"""``python -m agents.bench_train``: training speed, as ratios measured in the same run.
+"""``python -m ar_agents.evaluation.bench_train``: training speed, as ratios measured in the same run.
 
 Two measurements on a path-star dataset (``PathStar(degree, path_length, num_nodes)``, expert
 demonstrations from ``ar_envs.data.generate``):
 
-(a) **Transformer BC throughput and FLOP utilisation.** ``agents.algorithms.BC`` with a GPT
+(a) **Transformer BC throughput and FLOP utilisation.** ``ar_agents.algorithms.BC`` with a GPT
     policy trains for ``--epochs`` passes (teacher forcing: one forward and backward pass per
     minibatch of whole sequences). Reported: training tokens per second (every position of the
     teacher-forced stream ``[BOS] + prompt + answer[:-1]``, ``L + H`` tokens per sequence, is
@@ -17,14 +17,14 @@ demonstrations from ``ar_envs.data.generate``):
 (b) **Sequence BC against per-transition BC.** One epoch over the same demonstrations, the
     same policy class (``--policy``, default ``transformer`` with the package's default size):
 
-    * ours: ``agents.algorithms.BC``: minibatches of ``--batch-size`` whole sequences, all ``H``
+    * ours: ``ar_agents.algorithms.BC``: minibatches of ``--batch-size`` whole sequences, all ``H``
       answer tokens scored in one teacher-forced pass;
     * per-transition, as transition-based imitation libraries train: every answer token is a
       transition (the environment observation, prompt + tokens so far padded, and the expert's
       action), shuffled into minibatches of ``--batch-size x H`` transitions (the same number of
       targets per Adam step as ours), loss ``-policy.evaluate_actions(obs, actions)``
       log-probability, through an SB3 ``ActorCriticPolicy`` holding the same class
-      (:class:`agents.sb3_policy.TokenActorCriticPolicy`; ``evaluate_actions`` also runs its
+      (:class:`ar_agents.integrations.sb3_policy.TokenActorCriticPolicy`; ``evaluate_actions`` also runs its
       critic, as it does in those libraries).
 
     Reported: seconds per epoch of each and the ratio per-transition / ours (target >= 10x).
@@ -75,7 +75,7 @@ def matmul_flops(size: int, seconds: float) -> float:
 
 def bc_epoch(task, demos, policy: str, policy_args: dict, epochs: int, batch_size: int, lr: float, seed: int):
     """``(seconds of training, the BC log, the trained policy)`` of ``epochs`` BC epochs."""
-    from agents.algorithms import BC
+    from ar_agents.algorithms import BC
 
     algorithm = BC(policy=policy, policy_args=policy_args, epochs=epochs, batch_size=batch_size, lr=lr)
     trained = algorithm.fit(task, demos, seed=seed)
@@ -104,7 +104,7 @@ def make_sb3_policy(task, lr: float, seed: int, policy_kind: str | None = None, 
     from gymnasium import spaces
     from stable_baselines3.common.policies import ActorCriticPolicy
 
-    from agents.sb3_policy import TokenActorCriticPolicy
+    from ar_agents.integrations.sb3_policy import TokenActorCriticPolicy
     from ar_envs.env import observation_space
 
     torch.manual_seed(seed)
@@ -177,7 +177,7 @@ def check_args(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> dict:
     """All measurements (lists over repeats) and the sizes they were taken at."""
-    from agents.policies import make_policy
+    from ar_agents.policies import make_policy
     from ar_envs.data import generate
     from ar_envs.tasks import PathStar
 
@@ -260,7 +260,7 @@ def report(res: dict, args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = add_arguments(argparse.ArgumentParser(
-        prog="python -m agents.bench_train",
+        prog="python -m ar_agents.evaluation.bench_train",
         description="Training speed: transformer BC FLOP utilisation against torch.matmul, and sequence BC "
                     "against per-transition BC through SB3, measured in one run (medians of interleaved repeats)."))
     args = parser.parse_args(argv)

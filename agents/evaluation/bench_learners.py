@@ -1,4 +1,4 @@
-"""``python -m agents.bench_learners``: what the sequence-level learners cost, measured in one run.
+"""``python -m ar_agents.evaluation.bench_learners``: what the sequence-level learners cost, measured in one run.
 
 (a) **The rho-estimator's cover.** One sweep cell each (``n`` demonstrations, horizon ``H``) on
     ``two-branch-linear`` and ``linear-ar``: the wall time of ``rho`` (lattice + per-token fits +
@@ -36,7 +36,7 @@ def rho_rows(n: int, horizon: int, repeats: int) -> list[dict]:
     from ar_envs.data import generate
     from ar_envs.tasks import LinearAR, TwoBranchLinear
 
-    from agents.algorithms import BC, RhoEstimator
+    from ar_agents.algorithms import BC, RhoEstimator
 
     rows = []
     for task in (TwoBranchLinear(horizon=horizon), LinearAR(horizon=horizon, misspec=1.0)):
@@ -59,7 +59,7 @@ def knob_rows(horizon: int, n: int, seeds: int, blocks, repeats: int) -> list[di
     from ar_envs.metrics import sequence_metrics
     from ar_envs.tasks import TwoBranch
 
-    from agents.algorithms import BlockHellinger
+    from ar_agents.algorithms import BlockHellinger
 
     task = TwoBranch(horizon=horizon, eps=0.01)
     best = task.best_in_class()["hellinger2"]
@@ -115,7 +115,7 @@ def run_args(args) -> int:
 
 
 def main(argv=None) -> int:
-    parser = add_arguments(argparse.ArgumentParser(prog="python -m agents.bench_learners", description=__doc__.split("\n")[0]))
+    parser = add_arguments(argparse.ArgumentParser(prog="python -m ar_agents.evaluation.bench_learners", description=__doc__.split("\n")[0]))
     try:
         return run_args(parser.parse_args(argv))
     except ValueError as exc:

@@ -1,0 +1,2 @@
+"""Integrations: the token policies and the expert as Stable-Baselines3 policies, a native SB3
+vector env, and trajectories for the ``imitation`` library."""
