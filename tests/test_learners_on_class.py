@@ -249,3 +249,16 @@ def test_class_state_stepper_matches_next_token_probs():
     for h in range(7):
         assert np.allclose(stepper.probs(), pol.next_token_probs(ctx, seq[:, :h]))
         stepper.advance(seq[:, h])
+
+
+def test_rho_refuses_classes_whose_cover_is_out_of_reach():
+    task = HMMLanguage(horizon=3, num_states=2, vocab_size=3)  # the bigram class: 12 parameters
+    demos = generate(task, 50, seed=0)
+    with pytest.raises(ValueError, match="12 parameters.*max_dim=6"):
+        RhoEstimator().fit(task, demos, 0)
+    with pytest.warns(RuntimeWarning, match="coarser than its target"):
+        alg = RhoEstimator(max_dim=12, max_candidates=400)
+        alg.fit(task, demos, 0)
+    assert alg.log["resolution_reached"] is False
+    with pytest.raises(ValueError, match="max_dim"):
+        RhoEstimator(max_dim=0)

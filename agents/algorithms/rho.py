@@ -90,6 +90,8 @@ class RhoEstimator(Algorithm):
     direction the data do not pin down needs ``min_spacing``) or at ``max_candidates``; the
     log records the candidate count, the final spacing and the target, and a warning says so
     when the target was not reached (the estimate is then coarser than its statistical error).
+    Classes with more than ``max_dim`` parameters (default 6; e.g. the HMM's bigram class) are
+    refused unless ``max_dim`` is raised: no affordable cover resolves them.
     Cost ``O(K^2 m)`` with ``m`` the number of *distinct* demonstrations (samples with equal
     visit counts have equal likelihoods under every member and are merged).
     Its approximation factor stays bounded as H grows (Rohatgi et al. 2025).
@@ -98,8 +100,9 @@ class RhoEstimator(Algorithm):
     name = "rho"
 
     def __init__(self, max_candidates: int = 3000, resolution: float = 0.25, leaders: int = 4,
-                 min_spacing: float = 1e-3, max_rounds: int = 16):
+                 min_spacing: float = 1e-3, max_rounds: int = 16, max_dim: int = 6):
         super().__init__()
+        self.max_dim = check_int("max_dim", max_dim, 1)
         self.max_candidates = check_int("max_candidates", max_candidates, 2)
         self.resolution = float(resolution)
         if not 0.0 < self.resolution <= 1.0:
@@ -118,6 +121,12 @@ class RhoEstimator(Algorithm):
         fm = task.feature_map()
         if fm is None:
             raise ValueError(f"{self.name} needs a task with a log-linear learner class; {task.name!r} has none")
+        if fm.dim > self.max_dim:
+            raise ValueError(
+                f"{self.name}: the log-linear class of {task.name!r} has {fm.dim} parameters; a cover finer than the "
+                f"statistical error is out of reach above max_dim={self.max_dim} (its size grows like 3^d). Raise "
+                "max_dim (--algo-arg max_dim=N) to run it anyway: the log then records the spacing reached and a "
+                "warning says when it is coarser than the statistical error")
         counts = per_sequence_counts(fm, demos.contexts, demos.sequences)
         uniq, mult = np.unique(counts, axis=0, return_counts=True)
         used = uniq.sum(axis=0) > 0  # (context, state, token) cells some sample visits
