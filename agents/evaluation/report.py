@@ -1,7 +1,8 @@
 """Tables and plots from a sweep's results file.
 
 For every (task, task arguments other than the swept one) group: a table of the approximation
-factor C(H) and of D_H^2(H) per algorithm (mean over seeds with a 95% t-interval over seeds,
+factor C(H) (against the best member found of each learner's own class at that row: the same
+member for every learner of a class) and of D_H^2(H) per algorithm (mean over seeds with a 95% t-interval over seeds,
 or the Monte-Carlo interval when there is one seed), the reasoning diagnostics where the task's
 expert is deterministic (greedy exact match, path-star's first decision and valid arm, ...),
 the fitted growth exponent ``b`` of ``C(H) ~ H^b`` (least squares on log-log, 95% interval),
@@ -77,6 +78,10 @@ def dedupe(records: list[dict]) -> tuple[list[dict], list[int]]:
     return out, dups
 
 
+def _policy_class(rec) -> str:
+    return (rec.get("fit_log") or {}).get("policy_class", "log-linear")
+
+
 def _estimated(rec, metric: str) -> bool:
     """Was this record's ``metric`` estimated (Monte Carlo) rather than computed exactly?"""
     methods = rec.get("metric_methods")
@@ -106,7 +111,10 @@ def summarise(records: list[dict]) -> dict:
     """``{(task, args): {algorithm: {row: stats}}}`` with mean / lo / hi per metric, a row per
     value of the swept argument (``stats["swept"]`` names it, ``stats["H"]`` is the horizon).
     ``stats["estimated"]`` says per metric whether any seed's number was a Monte-Carlo estimate.
-    Records that differ in anything but the seed are never pooled: ``n_samples`` and
+    C(H) is ``D_H^2 / best`` with ``best`` the smallest best in class recorded at that row for the
+    learner's policy class: every learner of one class is compared with the same (best found)
+    member, also where each cell's search started from its own learner's fit (the neural
+    estimate). Records that differ in anything but the seed are never pooled: ``n_samples`` and
     ``eval_samples`` join the table's arguments when a task has several, and any other
     difference within a cell is an error."""
     records, _ = dedupe(records)
@@ -115,29 +123,42 @@ def summarise(records: list[dict]) -> dict:
         runs[_group_key(r)].add((r["n_samples"], r.get("eval_samples")))
     out: dict = defaultdict(lambda: defaultdict(dict))
     cells = defaultdict(list)
+    row_best: dict = {}  # (group, row, policy class) -> (the smallest best in class of its records, record)
     for r in records:
         g = _group_key(r, runs=len(runs[_group_key(r)]) > 1)
         cells[(g, r["algorithm"], _swept(r)[1])].append(r)
+        b = r.get("best_in_class_hellinger2")
+        key = (g, _swept(r)[1], _policy_class(r))
+        if b is not None and (key not in row_best or b < row_best[key][0]):
+            row_best[key] = (b, r)
     for (g, alg, row), recs in cells.items():
         kinds = {cell_key(r, seed=False) for r in recs}
         if len(kinds) > 1:
             raise ValueError(f"records of {alg} at {_swept(recs[0])[0]}={row} ({g[0]}) differ in more than the seed "
                              f"(e.g. the task's arguments {[r['task_args'] for r in recs[:2]]}): they are not seeds of "
                              "one cell; report them from separate files")
+        best, best_rec = row_best.get((g, row, _policy_class(recs[0])), (None, recs[0]))
         stats = {"seeds": len(recs), "exact": all(r["exact"] for r in recs), "swept": _swept(recs[0])[0],
-                 "H": recs[0]["horizon"], "best": recs[0]["best_in_class_hellinger2"],
-                 "best_method": recs[0]["best_in_class_method"],
-                 "policy_class": (recs[0].get("fit_log") or {}).get("policy_class", "log-linear"),
+                 "H": recs[0]["horizon"], "best": best, "best_method": best_rec["best_in_class_method"],
+                 "policy_class": _policy_class(recs[0]),
                  "flags": [(r["seed"], r["approx_factor_flag"]) for r in recs if r.get("approx_factor_flag")]}
         values = {}
         for r in recs:
             diag = r.get("diagnostics") or {}
             values[id(r)] = {m: diag.get(m) for m, _ in DIAGNOSTICS}
+            # C against the row's best of this class (the same member for every learner of the class)
+            values[id(r)]["approx_factor"] = (r["hellinger2"] / best if best is not None and best > 1e-9
+                                              and r.get("approx_factor") is not None else None)
+            ci = (r.get("ci95") or {}).get("hellinger2")
+            values[id(r)]["approx_factor_ci95"] = [ci[0] / best, ci[1] / best] if ci and values[id(r)]["approx_factor"] else None
         metrics = [("approx_factor", "approx_factor_ci95"), ("hellinger2", None), ("tv", None), ("regret", None)]
         metrics += [(m, None) for m, _ in DIAGNOSTICS]
         stats["estimated"] = {m: any(_estimated(r, m) for r in recs) for m, _ in metrics + [("best", None)]}
+        stats["estimated"]["best"] = _estimated(best_rec, "best")
+        stats["estimated"]["approx_factor"] = stats["estimated"]["hellinger2"] or stats["estimated"]["best"]
         for metric, ci_key in metrics:
-            got = [(r, r.get(metric) if metric in r else values[id(r)].get(metric)) for r in recs]
+            got = [(r, values[id(r)].get(metric) if metric == "approx_factor" or metric not in r else r.get(metric))
+                   for r in recs]
             vals = np.array([v for _, v in got if isinstance(v, (int, float)) and not isinstance(v, bool)], dtype=np.float64)
             if len(vals) == 0:
                 stats[metric] = None
@@ -147,7 +168,10 @@ def summarise(records: list[dict]) -> dict:
                 half = t95(len(vals) - 1) * float(vals.std(ddof=1)) / math.sqrt(len(vals))
                 lo, hi = mean - half, mean + half
             else:
-                ci = recs[0].get(ci_key) if ci_key else (recs[0].get("ci95") or {}).get(metric)
+                if metric == "approx_factor":
+                    ci = values[id(recs[0])]["approx_factor_ci95"]
+                else:
+                    ci = recs[0].get(ci_key) if ci_key else (recs[0].get("ci95") or {}).get(metric)
                 lo, hi = (ci if ci else (mean, mean))
             stats[metric] = {"mean": mean, "lo": lo, "hi": hi}
         out[g][alg][row] = stats
