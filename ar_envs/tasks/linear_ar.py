@@ -219,28 +219,24 @@ class LinearAR(Task):
         if self._fm is None:
             V = self.vocab_size
             trans = np.tile(np.arange(V), (V + 1, 1))  # next state = the token just emitted
-            self._fm = FeatureMap(
-                features=self.phi,
-                offset=np.zeros(self.phi.shape[:3]),
-                transitions=trans,
-                initial_state=V,
-                context_index=lambda ctx: np.asarray(ctx)[:, 0],
-                norm_bound=self.norm_bound,
-                param_names=[f"theta{i}" for i in range(self.feature_dim)],
-                grid_ranges=[(-2.0 * self.scale, 2.0 * self.scale)] * self.feature_dim,
-                description="log-linear over the visible features phi(x, previous token, a)",
-            ) if self.preset is None else FeatureMap(
-                features=self.phi,
-                offset=np.zeros(self.phi.shape[:3]),
-                transitions=trans,
-                initial_state=V,
-                context_index=lambda ctx: np.asarray(ctx)[:, 0],
-                norm_bound=self.norm_bound,
-                bounded_dims=[1, 2],
-                param_names=["first_logit", "t", "u"],
-                grid_ranges=[(-10.0, 2.0), (-self.norm_bound, self.norm_bound), (-self.norm_bound, self.norm_bound)],
-                description="two-branch preset: leak logit t; the rare branch's coin t + kappa u; ||(t, u)|| <= B",
-            )
+            common = dict(features=self.phi, offset=np.zeros(self.phi.shape[:3]), transitions=trans, initial_state=V,
+                          context_index=lambda ctx: np.asarray(ctx)[:, 0], norm_bound=self.norm_bound)
+            if self.preset is None:
+                self._fm = FeatureMap(
+                    **common,
+                    param_names=[f"theta{i}" for i in range(self.feature_dim)],
+                    grid_ranges=[(-2.0 * self.scale, 2.0 * self.scale)] * self.feature_dim,
+                    description="log-linear over the visible features phi(x, previous token, a)",
+                )
+            else:
+                B = self.norm_bound
+                self._fm = FeatureMap(
+                    **common,
+                    bounded_dims=[1, 2],
+                    param_names=["first_logit", "t", "u"],
+                    grid_ranges=[(-10.0, 2.0), (-B, B), (-B, B)],
+                    description="two-branch preset: leak logit t; the rare branch's coin t + kappa u; ||(t, u)|| <= B",
+                )
         return self._fm
 
     def expert_state_probs(self) -> np.ndarray:
