@@ -16,9 +16,10 @@ DEMO_RARE_HORIZONS = "1,2,5,10,20"
 
 
 def _first_line(doc: str | None) -> str:
+    """The first line of a docstring, without its RST literal markup."""
     for line in (doc or "").strip().splitlines():
         if line.strip():
-            return line.strip()
+            return line.strip().replace("``", "")
     return ""
 
 

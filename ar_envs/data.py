@@ -59,6 +59,20 @@ class Demonstrations:
         return int(self.sequences.shape[0])
 
 
+def check_demonstrations(task: Task, demos) -> Demonstrations:
+    """``demos`` if it is a :class:`Demonstrations` of at least one sequence of ``task``'s shape
+    (contexts ``(n, L)``, sequences ``(n, H)`` of tokens in ``[0, V-1]``), else ``ValueError``:
+    what learners call before fitting, so that data of another horizon or task fails loudly."""
+    if not isinstance(demos, Demonstrations):
+        raise ValueError(f"demos must be ar_envs.data.Demonstrations, got {type(demos).__name__}")
+    n = len(demos)
+    if n < 1:
+        raise ValueError("demos must hold at least 1 demonstration, got 0")
+    task.check_tokens("demos.sequences", demos.sequences, exact_len=task.horizon)
+    task.check_contexts(demos.contexts, n)
+    return demos
+
+
 def generate(task: Task, n: int, seed: int | None = None, with_probs: bool = False) -> Demonstrations:
     """Sample ``n`` demonstrations from ``task``'s expert (same seed, same arrays)."""
     n = check_int("n", n, 1)

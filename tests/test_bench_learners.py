@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from ar_agents.evaluation import bench_learners
 from ar_agents.algorithms import BlockHellinger
 from ar_envs.data import generate
@@ -24,6 +26,9 @@ def test_bench_learners_prints_rho_cells_and_the_knob(capsys):
         assert rows[K] == round(sequence_metrics(task, pol)["hellinger2"].value / task.best_in_class()["hellinger2"], 2)
 
 
-def test_bench_learners_refuses_bad_blocks(capsys):
-    assert bench_learners.main(["--blocks", "1,x"]) == 2
-    assert "--blocks" in capsys.readouterr().err
+@pytest.mark.parametrize("argv", [["--blocks", "1,x"], ["--blocks", "1,1"], ["--knob-horizon", "6", "--blocks", "10"],
+                                  ["--knob-horizon", "0"], ["--seeds", "0"], ["--rho-horizon", "0"]])
+def test_bench_learners_refuses_bad_flags_before_any_work(capsys, argv):
+    assert bench_learners.main(argv) == 2
+    out = capsys.readouterr()
+    assert argv[0] in out.err and "rho" not in out.out  # nothing ran

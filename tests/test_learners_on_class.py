@@ -254,11 +254,49 @@ def test_class_state_stepper_matches_next_token_probs():
 def test_rho_refuses_classes_whose_cover_is_out_of_reach():
     task = HMMLanguage(horizon=3, num_states=2, vocab_size=3)  # the bigram class: 12 parameters
     demos = generate(task, 50, seed=0)
-    with pytest.raises(ValueError, match="12 parameters.*max_dim=6"):
+    with pytest.raises(ValueError, match="12 parameters.*max_dim=3"):
         RhoEstimator().fit(task, demos, 0)
-    with pytest.warns(RuntimeWarning, match="coarser than its target"):
+    with pytest.warns(RuntimeWarning, match="no cover"):
         alg = RhoEstimator(max_dim=12, max_candidates=400)
         alg.fit(task, demos, 0)
     assert alg.log["resolution_reached"] is False
-    with pytest.raises(ValueError, match="max_dim"):
-        RhoEstimator(max_dim=0)
+    for bad in (dict(max_dim=0), dict(resolution="0.5"), dict(resolution=True), dict(min_spacing=float("inf")),
+                dict(max_candidates=10**9)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            RhoEstimator(**bad)
+    with pytest.raises(ValueError, match="oracle"):
+        HellingerBC(oracle="no")
+
+
+@pytest.mark.parametrize("name", ["bc", "smoothed-bc", "hellinger-bc", "block-hellinger", "rho", "dagger",
+                                  "scheduled-sampling"])
+def test_learners_refuse_demonstrations_of_another_task_or_none(name):
+    from ar_envs.data import Demonstrations
+
+    task = TwoBranch(horizon=6)
+    other = generate(TwoBranch(horizon=4), 20, seed=0)
+    with pytest.raises(ValueError, match="demos.sequences"):
+        get_algorithm(name).fit(task, other, 0)
+    empty = Demonstrations(np.zeros((0, 0), dtype=np.int64), np.zeros((0, 6), dtype=np.int64))
+    with pytest.raises(ValueError, match="at least 1 demonstration"):
+        get_algorithm(name).fit(task, empty, 0)
+
+
+def test_dagger_policy_args_without_a_policy_are_refused_on_the_class():
+    task = TwoBranch(horizon=4)
+    with pytest.raises(ValueError, match="policy_args apply to a neural policy"):
+        DAgger(policy_args={"hidden": 8}).fit(task, generate(task, 20, seed=0), 0)
+
+
+def test_approx_factor_interval_carries_the_best_in_class_uncertainty_and_the_noise_floor():
+    from ar_agents.evaluation.sweep import WELL_SPECIFIED_BELOW, approx_factor_interval
+
+    h2 = Estimate(0.2, False, "monte-carlo", (0.18, 0.22))
+    assert approx_factor_interval(h2, 0.1, [0.09, 0.11]) == pytest.approx([0.18 / 0.11, 0.22 / 0.09])
+    assert approx_factor_interval(h2, 0.1) == pytest.approx([1.8, 2.2])
+    assert approx_factor_interval(Estimate(0.2, True, "closed-form"), 0.1) is None
+    # a best in class at the optimisers' noise floor: no C, a note instead
+    task = LinearAR(horizon=3, misspec=0.0)
+    rec = run_cell(Cell("linear-ar", (("misspec", 0.0),), 3, "bc", 0, 500, 1000))
+    assert rec["best_in_class_hellinger2"] <= WELL_SPECIFIED_BELOW and rec["approx_factor"] is None
+    assert "C(H) is undefined" in rec["approx_factor_note"]

@@ -38,12 +38,14 @@ def _write(path, recs):
     return str(path)
 
 
-def _ci(values):
+def _ci(values, low=-math.inf, high=math.inf):
+    """Mean and t-interval over seeds, cut to the quantity's range [low, high] (a distance is
+    >= 0, a rate in [0, 1])."""
     from ar_agents.evaluation.report import t95
 
     v = np.asarray(values, dtype=float)
     half = t95(len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))
-    return v.mean(), v.mean() - half, v.mean() + half
+    return v.mean(), max(v.mean() - half, low), min(v.mean() + half, high)
 
 
 def _row(text, title, label):
@@ -68,7 +70,7 @@ def test_rows_are_the_swept_argument_never_pooled_by_a_shared_horizon(tmp_path):
     title = "squared Hellinger distance D_H^2 to the expert"
     assert text.split(title)[1].splitlines()[1].split("|")[:2] == ["n_bits ", "      H "]
     for n_bits, values in ((4, (0.1, 0.2)), (8, (0.5, 0.7))):
-        mean, lo, hi = _ci(values)
+        mean, lo, hi = _ci(values, low=0.0)  # D_H^2 >= 0
         cells = [c.strip() for c in _row(text, title, n_bits).split("|")]
         assert cells[1] == "1" and cells[2] == f"{mean:.3f} [{report_mod._fmt(lo)}, {report_mod._fmt(hi)}]"
     assert text.count("task parity (cot=none)") == 1 and "parity ()" not in text
@@ -127,7 +129,7 @@ def test_path_star_first_decision_and_valid_arm_are_tables(tmp_path):
     text, _ = report(_write(tmp_path / "ps.jsonl", recs))
     for title, values in (("exact match of the greedy roll-out", (0.5, 0.3)), ("first decision right", (0.55, 0.45)),
                           ("answer is a valid arm", (0.6, 0.4))):
-        mean, lo, hi = _ci(values)
+        mean, lo, hi = _ci(values, low=0.0, high=1.0)  # rates
         assert _row(text, title, 3).split("|")[1].strip() == f"~{mean:.3f} [{report_mod._fmt(lo)}, {report_mod._fmt(hi)}]"
     assert "path_length |" in text and "best in class by unavailable" not in text
 
@@ -248,3 +250,24 @@ def test_learners_of_one_class_are_compared_against_the_same_best_member(tmp_pat
     assert cells[1:] == ["~4.00 [4.00, 4.00]", "~1.00 [1.00, 1.00]", "1.33 [1.33, 1.33]"]
     d = [c.strip() for c in _row(text, "squared Hellinger distance D_H^2 to the expert", 4).split("|")]
     assert d[-2:] == ["~0.100", "0.150"] or d[-2:] == ["0.150", "~0.100"]
+
+
+def test_a_record_with_nan_is_refused_with_its_line(tmp_path):
+    path = _write(tmp_path / "r.jsonl", [_rec()])
+    with open(path, "a") as fh:
+        fh.write(json.dumps(_rec(seed=1)).replace('"hellinger2": 0.2', '"hellinger2": NaN') + "\n")
+    with pytest.raises(ResultsFileError, match="line 3 holds NaN"):
+        report(path)
+
+
+def test_neural_classes_of_different_sizes_are_not_pooled_for_the_best(tmp_path):
+    def mlp(hidden, h2, best):
+        return _rec(algorithm=f"bc[mlp(hidden={hidden})]", hellinger2=h2, best_in_class_hellinger2=best,
+                    approx_factor=h2 / best, best_in_class_exact=False, best_in_class_method="estimate: mlp",
+                    fit_log={"policy_class": "mlp"},
+                    best_in_class_search={"config": {"hidden": hidden, "window": 3}, "wall_s": 1.0})
+    text, _ = report(_write(tmp_path / "r.jsonl", [mlp(2, 0.4, 0.2), mlp(64, 0.05, 0.01)]))
+    cells = [c.strip() for c in _row(text, "approximation factor C(H)", 4).split("|")]
+    assert cells[1:] == ["~2.00 [2.00, 2.00]", "~5.00 [5.00, 5.00]"]  # each against its own class's best
+    header = text.split("squared Hellinger distance D_H^2 to the expert", 1)[1].splitlines()[1]
+    assert "best: mlp(hidden=2,window=3)" in header and "best: mlp(hidden=64,window=3)" in header

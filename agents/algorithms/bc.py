@@ -8,6 +8,7 @@ answer tokens, one forward pass per batch of whole sequences.
 from __future__ import annotations
 
 from ar_envs.core import check_int
+from ar_envs.data import check_demonstrations
 
 from ar_agents.loglinear_fit import fit_cross_entropy, visit_counts, warn_unconverged
 from ar_agents.policies.loglinear import LogLinearPolicy
@@ -51,6 +52,7 @@ class BC(Algorithm):
         self.epochs, self.lr, self.batch_size = check_training_args(neural["epochs"], neural["lr"], neural["batch_size"])
 
     def fit(self, task, demos, seed: int = 0):
+        check_demonstrations(task, demos)
         fm = task.feature_map()
         if self.policy is not None or fm is None:
             return self._fit_neural(task, demos, seed)

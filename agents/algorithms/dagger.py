@@ -26,6 +26,7 @@ import torch
 from torch.nn import functional as F
 
 from ar_envs.core import check_choice, check_float, check_int
+from ar_envs.data import check_demonstrations
 
 from ar_agents.loglinear_fit import fit_cross_entropy, state_label_sums, visit_counts
 from ar_agents.policies.loglinear import LogLinearPolicy
@@ -116,7 +117,11 @@ class DAgger(Algorithm):
         self.epochs, self.lr, self.batch_size = check_training_args(epochs, lr, batch_size)
 
     def fit(self, task, demos, seed: int = 0):
+        check_demonstrations(task, demos)
         if self.policy is None and task.feature_map() is not None:
+            if self.policy_args:
+                raise ValueError(f"{self.name}: policy_args apply to a neural policy; {task.name!r} has a log-linear "
+                                 "class, which it fits without one: give policy='linear'|'mlp'|'transformer' too")
             return self._fit_loglinear(task, demos, seed)
         rng = seed_everything(seed)
         policy = build_policy(self.policy or DEFAULT_POLICY, task, self.policy_args, seed=seed)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ar_envs.core import check_int
+from ar_envs.core import check_bool, check_int
+from ar_envs.data import check_demonstrations
 
 from ar_agents.loglinear_fit import default_starts, minimise_from, state_sqrt_expert, visit_counts, warn_unconverged
 from ar_agents.policies.loglinear import LogLinearPolicy
@@ -44,11 +45,12 @@ class HellingerBC(Algorithm):
     def __init__(self, max_iter: int = 500, oracle: bool = False):
         super().__init__()
         self.max_iter = check_int("max_iter", max_iter, 1)
-        self.oracle = bool(oracle)
+        self.oracle = check_bool("oracle", oracle)
 
     def fit(self, task, demos, seed: int = 0):
         from ar_agents.algorithms.bc import BC
 
+        check_demonstrations(task, demos)
         fm = task.feature_map()
         if fm is None:
             raise ValueError(f"{self.name} needs a task with a log-linear learner class; {task.name!r} has none")

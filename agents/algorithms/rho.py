@@ -9,7 +9,8 @@ import warnings
 import numpy as np
 import torch
 
-from ar_envs.core import check_int
+from ar_envs.core import check_float, check_int
+from ar_envs.data import check_demonstrations
 
 from ar_agents.loglinear_fit import log_table_torch, parameter_grid, per_sequence_counts
 from ar_agents.policies.loglinear import LogLinearPolicy
@@ -90,8 +91,9 @@ class RhoEstimator(Algorithm):
     direction the data do not pin down needs ``min_spacing``) or at ``max_candidates``; the
     log records the candidate count, the final spacing and the target, and a warning says so
     when the target was not reached (the estimate is then coarser than its statistical error).
-    Classes with more than ``max_dim`` parameters (default 6; e.g. the HMM's bigram class) are
-    refused unless ``max_dim`` is raised: no affordable cover resolves them.
+    Classes with more than ``max_dim`` parameters (default 3: above that the refinement steps
+    along the axes only, which is no cover; e.g. the HMM's bigram class) are refused unless
+    ``max_dim`` is raised, and then a warning says the choice is not resolved.
     Cost ``O(K^2 m)`` with ``m`` the number of *distinct* demonstrations (samples with equal
     visit counts have equal likelihoods under every member and are merged).
     Its approximation factor stays bounded as H grows (Rohatgi et al. 2025).
@@ -100,17 +102,13 @@ class RhoEstimator(Algorithm):
     name = "rho"
 
     def __init__(self, max_candidates: int = 3000, resolution: float = 0.25, leaders: int = 4,
-                 min_spacing: float = 1e-3, max_rounds: int = 16, max_dim: int = 6):
+                 min_spacing: float = 1e-3, max_rounds: int = 16, max_dim: int = 3):
         super().__init__()
         self.max_dim = check_int("max_dim", max_dim, 1)
-        self.max_candidates = check_int("max_candidates", max_candidates, 2)
-        self.resolution = float(resolution)
-        if not 0.0 < self.resolution <= 1.0:
-            raise ValueError(f"resolution must be in (0, 1], got {resolution!r}")
+        self.max_candidates = check_int("max_candidates", max_candidates, 2, 100_000)
+        self.resolution = check_float("resolution", resolution, 0.0, 1.0, low_open=True)
         self.leaders = check_int("leaders", leaders, 1)
-        self.min_spacing = float(min_spacing)
-        if not self.min_spacing > 0.0:
-            raise ValueError(f"min_spacing must be > 0, got {min_spacing!r}")
+        self.min_spacing = check_float("min_spacing", min_spacing, 0.0, low_open=True)
         self.max_rounds = check_int("max_rounds", max_rounds, 0)
 
     def fit(self, task, demos, seed: int = 0):
@@ -118,13 +116,14 @@ class RhoEstimator(Algorithm):
         from ar_agents.algorithms.hellinger_bc import HellingerBC
         from ar_agents.algorithms.smoothed_bc import SmoothedBC
 
+        check_demonstrations(task, demos)
         fm = task.feature_map()
         if fm is None:
             raise ValueError(f"{self.name} needs a task with a log-linear learner class; {task.name!r} has none")
         if fm.dim > self.max_dim:
             raise ValueError(
                 f"{self.name}: the log-linear class of {task.name!r} has {fm.dim} parameters; a cover finer than the "
-                f"statistical error is out of reach above max_dim={self.max_dim} (its size grows like 3^d). Raise "
+                f"statistical error is out of reach above max_dim={self.max_dim} (a full cube of neighbours grows like 3^d). Raise "
                 "max_dim (--algo-arg max_dim=N) to run it anyway: the log then records the spacing reached and a "
                 "warning says when it is coarser than the statistical error")
         counts = per_sequence_counts(fm, demos.contexts, demos.sequences)
@@ -174,11 +173,14 @@ class RhoEstimator(Algorithm):
             cand, LL = np.concatenate([cand, new]), LL_all
         worst = T.max(axis=1)
         best = int(np.argmin(worst))
-        reached = bool(np.all(spacing <= target))
+        reached = bool(np.all(spacing <= target)) and fm.dim <= 3  # above 3 parameters the axes are no cover
         if not reached:
-            warnings.warn(f"rho on {task.name}: the cover's spacing {np.round(spacing, 4).tolist()} is coarser than "
-                          f"its target {np.round(target, 4).tolist()} (resolution x the statistical error) after "
-                          f"{len(cand)} candidates; raise max_candidates / max_rounds", RuntimeWarning, stacklevel=2)
+            why = (f"the cover's spacing {np.round(spacing, 4).tolist()} is coarser than its target "
+                   f"{np.round(target, 4).tolist()} (resolution x the statistical error) after {len(cand)} candidates; "
+                   "raise max_candidates / max_rounds") if fm.dim <= 3 else (
+                   f"with {fm.dim} parameters the refinement steps along the axes only, which is no cover at its "
+                   "spacing: the choice is not resolved to the statistical error")
+            warnings.warn(f"rho on {task.name}: {why}", RuntimeWarning, stacklevel=2)
         self.log = {"candidates": len(cand), "rounds": rounds, "spacing": spacing.tolist(),
                     "target_spacing": target.tolist(), "resolution_reached": reached,
                     "grid": "lattice + per-token fits, refined around the leaders",

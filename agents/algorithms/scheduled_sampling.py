@@ -31,6 +31,7 @@ import math
 import numpy as np
 
 from ar_envs.core import check_choice, check_float, check_int, sample_categorical
+from ar_envs.data import check_demonstrations
 
 from ar_agents.loglinear_fit import fit_cross_entropy, state_label_sums
 from ar_agents.policies.loglinear import LogLinearPolicy
@@ -94,7 +95,11 @@ class ScheduledSampling(Algorithm):
         return self.k / (self.k + math.exp(epoch / self.k))
 
     def fit(self, task, demos, seed: int = 0):
+        check_demonstrations(task, demos)
         if self.policy is None and task.feature_map() is not None:
+            if self.policy_args:
+                raise ValueError(f"{self.name}: policy_args apply to a neural policy; {task.name!r} has a log-linear "
+                                 "class, which it fits without one: give policy='linear'|'mlp'|'transformer' too")
             return self._fit_loglinear(task, demos, seed)
         rng = seed_everything(seed)
         policy = build_policy(self.policy or DEFAULT_POLICY, task, self.policy_args, seed=seed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ar_envs.core import check_float, check_int
+from ar_envs.data import check_demonstrations
 
 from ar_agents.loglinear_fit import default_starts, minimise_from, visit_counts, warn_unconverged
 from ar_agents.policies.loglinear import LogLinearPolicy
@@ -30,6 +31,7 @@ class SmoothedBC(Algorithm):
         self.max_iter = check_int("max_iter", max_iter, 1)
 
     def fit(self, task, demos, seed: int = 0):
+        check_demonstrations(task, demos)
         fm = task.feature_map()
         if fm is None:
             raise ValueError(f"{self.name} needs a task with a log-linear learner class; {task.name!r} has none")

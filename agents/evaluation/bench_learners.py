@@ -94,22 +94,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def run_args(args) -> int:
     from ar_envs.core import check_int
 
+    # every flag is checked before any work
     n = check_int("--samples", args.samples, 1)
     repeats = check_int("--repeats", args.repeats, 1)
+    rho_h = check_int("--rho-horizon", args.rho_horizon, 1)
+    H = check_int("--knob-horizon", args.knob_horizon, 1)
+    seeds = check_int("--seeds", args.seeds, 1)
     try:
-        blocks = [check_int("--blocks", int(b), 1) for b in str(args.blocks).split(",")]
+        blocks = [int(b) for b in str(args.blocks).split(",")]
     except ValueError:
         raise ValueError(f"--blocks must be a comma-separated list of integers >= 1, got {args.blocks!r}") from None
+    if not blocks or min(blocks) < 1 or max(blocks) > H or len(set(blocks)) < len(blocks):
+        raise ValueError(f"--blocks must be distinct integers in [1, --knob-horizon = {H}], got {args.blocks!r}")
     print(f"bench_learners: {repeats} repeat(s), medians; n = {n} demonstrations per cell")
-    print(f"(a) rho-estimator cells at H = {args.rho_horizon} (target: under {TARGET_RHO_SECONDS:.0f} s)")
-    for row in rho_rows(n, check_int("--rho-horizon", args.rho_horizon, 1), repeats):
+    print(f"(a) rho-estimator cells at H = {rho_h} (target: under {TARGET_RHO_SECONDS:.0f} s)")
+    for row in rho_rows(n, rho_h, repeats):
         verdict = "ok" if row["rho_s"] < TARGET_RHO_SECONDS else "ABOVE"
         print(f"    {row['task']:<72} rho {row['rho_s']:6.1f} s ({row['candidates']} candidates, {row['rounds']} rounds, "
               f"resolution {'reached' if row['reached'] else 'NOT reached'}; {verdict}); bc {row['bc_s']:.2f} s")
-    H = check_int("--knob-horizon", args.knob_horizon, 1)
-    print(f"(b) block-hellinger K-knob on two-branch H = {H} (eps = 0.01), {args.seeds} seeds: exact C(H), mean [sd]")
+    print(f"(b) block-hellinger K-knob on two-branch H = {H} (eps = 0.01), {seeds} seed(s): exact C(H), mean [sd]")
     print(f"    {'K':>3}  {'C(H)':>14}  {'groups':>8}  {'fit s':>7}")
-    for row in knob_rows(H, n, check_int("--seeds", args.seeds, 1), blocks, repeats):
+    for row in knob_rows(H, n, seeds, blocks, repeats):
         print(f"    {row['K']:>3}  {row['C']:7.2f} [{row['C_sd']:4.2f}]  {row['groups']:8.0f}  {row['fit_s']:7.2f}")
     return 0
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from ar_envs.fileio import atomic_path
 
-from ar_agents.evaluation.sweep import ResultsFile, cell_key
+from ar_agents.evaluation.sweep import WELL_SPECIFIED_BELOW, ResultsFile, cell_key
 
 # two-sided 95% Student-t quantiles by degrees of freedom (beyond 30: the normal 1.96)
 _T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
@@ -78,8 +78,20 @@ def dedupe(records: list[dict]) -> tuple[list[dict], list[int]]:
     return out, dups
 
 
+NONNEGATIVE = ("approx_factor", "hellinger2", "tv", "first_decision_accuracy", "valid_arm_rate", "exact_match",
+               "answer_accuracy", "answer_exact_match", "cot_exact_match")
+RATES = NONNEGATIVE[3:]
+
+
 def _policy_class(rec) -> str:
-    return (rec.get("fit_log") or {}).get("policy_class", "log-linear")
+    """The learner's class: the log-linear class, or a neural kind with its configuration (an MLP
+    of another width is another class, with its own best member)."""
+    kind = (rec.get("fit_log") or {}).get("policy_class", "log-linear")
+    config = (rec.get("best_in_class_search") or {}).get("config")
+    if not config:
+        return kind
+    inner = ",".join(f"{k}={v}" for k, v in sorted(config.items()) if k not in ("max_len",))
+    return f"{kind}({inner})"
 
 
 def _estimated(rec, metric: str) -> bool:
@@ -147,10 +159,16 @@ def summarise(records: list[dict]) -> dict:
             diag = r.get("diagnostics") or {}
             values[id(r)] = {m: diag.get(m) for m, _ in DIAGNOSTICS}
             # C against the row's best of this class (the same member for every learner of the class)
-            values[id(r)]["approx_factor"] = (r["hellinger2"] / best if best is not None and best > 1e-9
-                                              and r.get("approx_factor") is not None else None)
+            ok = best is not None and best > WELL_SPECIFIED_BELOW and r.get("hellinger2") is not None
+            values[id(r)]["approx_factor"] = r["hellinger2"] / best if ok else None
             ci = (r.get("ci95") or {}).get("hellinger2")
-            values[id(r)]["approx_factor_ci95"] = [ci[0] / best, ci[1] / best] if ci and values[id(r)]["approx_factor"] else None
+            b_ci = best_rec.get("best_in_class_ci95")
+            if ok and (ci or b_ci):
+                lo, hi = ci or (r["hellinger2"], r["hellinger2"])
+                b_lo, b_hi = b_ci or (best, best)
+                values[id(r)]["approx_factor_ci95"] = [max(lo, 0.0) / b_hi, hi / b_lo if b_lo > 0 else math.inf]
+            else:
+                values[id(r)]["approx_factor_ci95"] = None
         metrics = [("approx_factor", "approx_factor_ci95"), ("hellinger2", None), ("tv", None), ("regret", None)]
         metrics += [(m, None) for m, _ in DIAGNOSTICS]
         stats["estimated"] = {m: any(_estimated(r, m) for r in recs) for m, _ in metrics + [("best", None)]}
@@ -167,6 +185,10 @@ def summarise(records: list[dict]) -> dict:
             if len(vals) > 1:
                 half = t95(len(vals) - 1) * float(vals.std(ddof=1)) / math.sqrt(len(vals))
                 lo, hi = mean - half, mean + half
+                if metric in NONNEGATIVE:  # an interval of a distance or a rate stays in its range
+                    lo = max(lo, 0.0)
+                if metric in RATES:
+                    hi = min(hi, 1.0)
             else:
                 if metric == "approx_factor":
                     ci = values[id(recs[0])]["approx_factor_ci95"]
@@ -274,11 +296,15 @@ def format_tables(summary: dict, notes: list[str] | None = None) -> str:
                     for h in rows}
         flags = {}  # flag text -> footnote number
         lines.append(f"task {_title(task, args)}; {_best_text(algs, swept)}; "
-                     f"mean over seeds [95% interval]; ~ marks Monte-Carlo numbers")
+                     f"mean over seeds [95% interval]; ~ marks estimated numbers")
         for metric, title in TABLES:
             if not any(st.get(metric) for by_h in algs.values() for st in by_h.values()):
                 if metric == "approx_factor":
                     why = method.split(":", 1)[1].strip() if method.startswith("unavailable:") else method
+                    bests = [st["best"] for by_h in algs.values() for st in by_h.values() if st["best"] is not None]
+                    if bests and max(bests) <= WELL_SPECIFIED_BELOW:
+                        why = (f"the best in class is below {WELL_SPECIFIED_BELOW:g} at every row: the class (nearly) "
+                               "contains the expert, so C(H) is undefined")
                     lines += ["", f"approximation factor C(H): not available ({why})"]
                 continue
             if metric != "exact_match" and metric in dict(DIAGNOSTICS) and all(

@@ -45,6 +45,11 @@ REQUIRED_FIELDS = (
 )
 
 
+def _refuse_constant(name: str):
+    """JSON's NaN / Infinity are never written by the sweep (``allow_nan=False``): refuse them."""
+    raise ValueError(f"holds {name}, which a results file never contains (a number must be finite, or null)")
+
+
 class ResultsFileError(ValueError):
     """A results file that is not ours, or is damaged beyond the last complete line."""
 
@@ -119,11 +124,13 @@ class ResultsFile:
             if not line.strip():
                 continue
             try:
-                rec = json.loads(line.decode("utf-8"))
+                rec = json.loads(line.decode("utf-8"), parse_constant=_refuse_constant)
             except UnicodeDecodeError:
                 raise ResultsFileError(f"{self.path}: line {number} is not UTF-8 text") from None
             except json.JSONDecodeError as exc:
                 raise ResultsFileError(f"{self.path}: line {number} is not valid JSON ({exc.msg})") from None
+            except ValueError as exc:  # NaN / Infinity
+                raise ResultsFileError(f"{self.path}: line {number} {exc}") from None
             if not isinstance(rec, dict):
                 raise ResultsFileError(f"{self.path}: line {number} is not a record (a JSON object), it holds {line[:40].decode('utf-8')!r}")
             missing = [f for f in REQUIRED_FIELDS if f not in rec]
@@ -362,6 +369,26 @@ def _best_given_fit(task: Task, policy, h2, ctor_args: dict | None = None) -> di
     return _BEST_CACHE[key]
 
 
+# A best in class below this is the optimisers' noise floor: the class (nearly) contains the expert
+# there, and D_H^2 / best would be a ratio to numerical noise, not an approximation factor.
+WELL_SPECIFIED_BELOW = 1e-6
+
+
+def well_specified_note(best: float) -> str:
+    return (f"best in class D_H^2 = {best:.3g} <= {WELL_SPECIFIED_BELOW:g}: the class (nearly) contains the expert's "
+            "law, so C(H) is undefined (a ratio to numerical noise)")
+
+
+def approx_factor_interval(h2, best: float, best_ci=None) -> list | None:
+    """A 95% interval of ``C = D_H^2 / best`` from the intervals of both (the best in class's is
+    there when it was estimated); ``None`` when both are exact."""
+    if h2.ci95 is None and best_ci is None:
+        return None
+    lo, hi = h2.ci95 if h2.ci95 is not None else (h2.value, h2.value)
+    b_lo, b_hi = best_ci if best_ci is not None else (best, best)
+    return [max(lo, 0.0) / b_hi, hi / b_lo if b_lo > 0 else math.inf]
+
+
 def approx_factor_flag(approx, approx_ci, h2, best: dict) -> str | None:
     """A message when ``C < 1`` beyond its uncertainty: the learner beat the reported best in
     class, so that best is not the class minimum and this C is not a result."""
@@ -452,12 +479,11 @@ def run_cell(cell: Cell, algorithm=None) -> dict:
     best = _best_given_fit(task, policy, h2, cell.ctor_args())  # keyed by the cell's task arguments too
     b = best["hellinger2"]
     approx = approx_ci = approx_note = None
-    if b is not None and b > 1e-9 and h2.value is not None:
+    if b is not None and b > WELL_SPECIFIED_BELOW and h2.value is not None:
         approx = h2.value / b
-        if h2.ci95 is not None:
-            approx_ci = [h2.ci95[0] / b, h2.ci95[1] / b]
+        approx_ci = approx_factor_interval(h2, b, best.get("ci95"))
     elif b is not None:  # a best in class of (numerically) zero: C(H) is undefined
-        approx_note = f"best in class D_H^2 = {b:.3g} <= 1e-9: the class is (numerically) well specified, C(H) is undefined"
+        approx_note = well_specified_note(b)
     record = {
         "task": cell.task,
         "task_args": task.task_args(),

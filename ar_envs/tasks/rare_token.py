@@ -75,6 +75,9 @@ class RareToken(Task):
         self.horizon = check_int("horizon", horizon, 1)
         self.delta = check_float("delta", delta, 0.0, 0.5, low_open=True)
         if slope is None:
+            if self.delta < 1e-6:
+                raise ValueError(f"delta={self.delta!r} gives the default slope 1/delta above 1e6: give delta >= 1e-6, "
+                                 "or slope explicitly")
             slope = 1.0 / self.delta
         self.slope = check_float("slope", slope, 1.0, 1e6, low_open=True)
         self._probs = np.array([1.0 - self.delta, self.delta, 0.0])
