@@ -159,7 +159,8 @@ def summarise(records: list[dict]) -> dict:
             diag = r.get("diagnostics") or {}
             values[id(r)] = {m: diag.get(m) for m, _ in DIAGNOSTICS}
             # C against the row's best of this class (the same member for every learner of the class)
-            ok = best is not None and best > WELL_SPECIFIED_BELOW and r.get("hellinger2") is not None
+            ok = (best is not None and best > WELL_SPECIFIED_BELOW and r.get("hellinger2") is not None
+                  and r.get("approx_factor") is not None)  # a record without C(H) says why in its note
             values[id(r)]["approx_factor"] = r["hellinger2"] / best if ok else None
             ci = (r.get("ci95") or {}).get("hellinger2")
             b_ci = best_rec.get("best_in_class_ci95")
