@@ -84,12 +84,14 @@ RATES = NONNEGATIVE[3:]
 
 
 def _policy_class(rec) -> str:
-    """The learner's class: the log-linear class, or a neural kind with its configuration (an MLP
-    of another width is another class, with its own best member)."""
+    """The class a record's best in class belongs to: the task's log-linear class (also for a
+    learner outside it, such as a user's tabular policy, which the sweep compares with that
+    class), or a neural kind with its configuration (an MLP of another width is another class,
+    with its own best member)."""
     kind = (rec.get("fit_log") or {}).get("policy_class", "log-linear")
     config = (rec.get("best_in_class_search") or {}).get("config")
     if not config:
-        return kind
+        return kind if str(rec.get("best_in_class_method", "")).startswith("estimate") else "log-linear"
     inner = ",".join(f"{k}={v}" for k, v in sorted(config.items()) if k not in ("max_len",))
     return f"{kind}({inner})"
 
