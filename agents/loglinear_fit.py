@@ -20,6 +20,18 @@ from ar_envs.core import FeatureMap, check_int
 
 
 
+def learner_class(task, demos, learner: str) -> FeatureMap:
+    """The task's log-linear class for ``learner``, after checking ``demos`` against the task;
+    ``ValueError`` when the task has no such class (the learners that fit only that class)."""
+    from ar_envs.data import check_demonstrations
+
+    check_demonstrations(task, demos)
+    fm = task.feature_map()
+    if fm is None:
+        raise ValueError(f"{learner} needs a task with a log-linear learner class; {task.name!r} has none")
+    return fm
+
+
 def visit_counts(fm: FeatureMap, contexts, sequences) -> np.ndarray:
     """Total visit counts ``(C, S, V)`` of (context index, state, token) over the demonstrations."""
     c, s, a = fm.index(contexts, sequences)

@@ -33,6 +33,18 @@ class Algorithm:
         raise NotImplementedError
 
 
+def fits_loglinear_class(alg, task) -> bool:
+    """Whether an algorithm with a neural and a log-linear version (``policy=None`` on a task
+    with a log-linear class) fits the log-linear class; ``policy_args`` without a policy are
+    then refused instead of ignored."""
+    if alg.policy is not None or task.feature_map() is None:
+        return False
+    if alg.policy_args:
+        raise ValueError(f"{alg.name}: policy_args apply to a neural policy; {task.name!r} has a log-linear class, "
+                         "which it fits without one: give policy='linear'|'mlp'|'transformer' too")
+    return True
+
+
 class FunctionAlgorithm(Algorithm):
     """Wrap a plain function ``fit(task, demos, seed) -> policy``."""
 

@@ -35,9 +35,8 @@ import numpy as np
 import torch
 
 from ar_envs.core import check_int
-from ar_envs.data import check_demonstrations
 
-from ar_agents.loglinear_fit import default_starts, minimise_from
+from ar_agents.loglinear_fit import default_starts, learner_class, minimise_from
 from ar_agents.policies.loglinear import LogLinearPolicy
 from ar_agents.algorithms.base import Algorithm
 
@@ -96,10 +95,7 @@ class BlockHellinger(Algorithm):
     def fit(self, task, demos, seed: int = 0):
         from ar_agents.algorithms.bc import BC
 
-        check_demonstrations(task, demos)
-        fm = task.feature_map()
-        if fm is None:
-            raise ValueError(f"{self.name} needs a task with a log-linear learner class; {task.name!r} has none")
+        fm = learner_class(task, demos, self.name)
         start_time = time.perf_counter()
         K = min(self.block, task.horizon)
         U, count, n_start = block_groups(fm, demos.contexts, demos.sequences, K)

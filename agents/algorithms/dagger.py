@@ -32,7 +32,7 @@ from ar_agents.loglinear_fit import fit_cross_entropy, state_label_sums, visit_c
 from ar_agents.policies.loglinear import LogLinearPolicy
 from ar_agents.training import (DEFAULT_POLICY, ExpertOracle, build_policy, check_policy_spec, check_training_args, finish_log,
                         mix_actions, mixture_rollout, new_log, one_hot, seed_everything, train)
-from ar_agents.algorithms.base import Algorithm
+from ar_agents.algorithms.base import Algorithm, fits_loglinear_class
 
 BETA_SCHEDULES = ("linear", "exponential")
 
@@ -118,10 +118,7 @@ class DAgger(Algorithm):
 
     def fit(self, task, demos, seed: int = 0):
         check_demonstrations(task, demos)
-        if self.policy is None and task.feature_map() is not None:
-            if self.policy_args:
-                raise ValueError(f"{self.name}: policy_args apply to a neural policy; {task.name!r} has a log-linear "
-                                 "class, which it fits without one: give policy='linear'|'mlp'|'transformer' too")
+        if fits_loglinear_class(self, task):
             return self._fit_loglinear(task, demos, seed)
         rng = seed_everything(seed)
         policy = build_policy(self.policy or DEFAULT_POLICY, task, self.policy_args, seed=seed)

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from ar_envs.core import check_bool, check_int
-from ar_envs.data import check_demonstrations
 
-from ar_agents.loglinear_fit import default_starts, minimise_from, state_sqrt_expert, visit_counts, warn_unconverged
+from ar_agents.loglinear_fit import (default_starts, learner_class, minimise_from, state_sqrt_expert, visit_counts,
+                                     warn_unconverged)
 from ar_agents.policies.loglinear import LogLinearPolicy
 from ar_agents.algorithms.base import Algorithm
 
@@ -50,10 +50,7 @@ class HellingerBC(Algorithm):
     def fit(self, task, demos, seed: int = 0):
         from ar_agents.algorithms.bc import BC
 
-        check_demonstrations(task, demos)
-        fm = task.feature_map()
-        if fm is None:
-            raise ValueError(f"{self.name} needs a task with a log-linear learner class; {task.name!r} has none")
+        fm = learner_class(task, demos, self.name)
         n = len(demos)
         if self.oracle:
             probs = demos.expert_probs

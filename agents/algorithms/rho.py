@@ -10,9 +10,8 @@ import numpy as np
 import torch
 
 from ar_envs.core import check_float, check_int
-from ar_envs.data import check_demonstrations
 
-from ar_agents.loglinear_fit import log_table_torch, parameter_grid, per_sequence_counts
+from ar_agents.loglinear_fit import learner_class, log_table_torch, parameter_grid, per_sequence_counts
 from ar_agents.policies.loglinear import LogLinearPolicy
 from ar_agents.algorithms.base import Algorithm
 
@@ -116,10 +115,7 @@ class RhoEstimator(Algorithm):
         from ar_agents.algorithms.hellinger_bc import HellingerBC
         from ar_agents.algorithms.smoothed_bc import SmoothedBC
 
-        check_demonstrations(task, demos)
-        fm = task.feature_map()
-        if fm is None:
-            raise ValueError(f"{self.name} needs a task with a log-linear learner class; {task.name!r} has none")
+        fm = learner_class(task, demos, self.name)
         if fm.dim > self.max_dim:
             raise ValueError(
                 f"{self.name}: the log-linear class of {task.name!r} has {fm.dim} parameters; a cover finer than the "

@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 
 from ar_envs.core import check_float, check_int
-from ar_envs.data import check_demonstrations
 
-from ar_agents.loglinear_fit import default_starts, minimise_from, visit_counts, warn_unconverged
+from ar_agents.loglinear_fit import default_starts, learner_class, minimise_from, visit_counts, warn_unconverged
 from ar_agents.policies.loglinear import LogLinearPolicy
 from ar_agents.algorithms.base import Algorithm
 from ar_agents.algorithms.bc import BC
@@ -31,10 +30,7 @@ class SmoothedBC(Algorithm):
         self.max_iter = check_int("max_iter", max_iter, 1)
 
     def fit(self, task, demos, seed: int = 0):
-        check_demonstrations(task, demos)
-        fm = task.feature_map()
-        if fm is None:
-            raise ValueError(f"{self.name} needs a task with a log-linear learner class; {task.name!r} has none")
+        fm = learner_class(task, demos, self.name)
         n, V = len(demos), task.vocab_size
         gamma = self.gamma if self.gamma is not None else 1.0 / (n * task.horizon)
         counts = torch.as_tensor(visit_counts(fm, demos.contexts, demos.sequences))
