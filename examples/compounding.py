@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from ar_agents.algorithms import BC, DAgger, PPOFromBC
-from ar_agents.evaluation.report import band, best_by_class, format_tables, pyplot, save_png, summarise
+from ar_agents.evaluation.report import band, best_by_class, class_label, format_tables, pyplot, save_png, summarise
 from ar_agents.evaluation.sweep import parse_horizons, sweep
 
 # the default run, and the tiny --quick one (any option given explicitly wins over both)
@@ -154,7 +154,7 @@ def main(argv=None) -> list[dict]:
                 # means the class is exact at that H: not drawn on a log scale
                 for j, (cls, vals) in enumerate(best_by_class(algorithms).items()):
                     hs = [h for h in sorted(vals) if vals[h][0] > 1e-9]
-                    ax.plot(hs, [vals[h][0] for h in hs], ["k:", "k-."][j % 2], lw=1.5, label=f"best in class: {cls}")
+                    ax.plot(hs, [vals[h][0] for h in hs], ["k:", "k-."][j % 2], lw=1.5, label=f"best in class: {class_label(cls, best_by_class(algorithms))}")
                 ax.set_yscale("log")
                 ax.set_title(f"{task} ({', '.join(f'{k}={v}' for k, v in task_args)})", fontsize=8)
             else:

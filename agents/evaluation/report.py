@@ -227,6 +227,13 @@ TABLES = (
 )
 
 
+def class_label(cls: str, classes) -> str:
+    """A class's short name: its kind (``mlp``), with the configuration only where two classes of
+    one kind share the table."""
+    kind = cls.split("(")[0]
+    return kind if sum(c.split("(")[0] == kind for c in classes) == 1 else cls
+
+
 def best_by_class(algs: dict) -> dict:
     """``{policy class: {row: (best-in-class D_H^2, estimated)}}`` of a task group: each class
     (the log-linear class, an MLP, a transformer, ...) has its own best member."""
@@ -320,7 +327,7 @@ def format_tables(summary: dict, notes: list[str] | None = None) -> str:
             header = f"{label:>{lw}} | " + (f"{'H':>6} | " if show_h else "") + " | ".join(f"{n:^{widths[n]}}" for n in names)
             per_class = best_by_class(algs)
             best_cols = ([("best in class", None)] if len(per_class) <= 1
-                         else [(f"best: {c}", c) for c in per_class])
+                         else [(f"best: {class_label(c, per_class)}", c) for c in per_class])
             if metric == "hellinger2":
                 header += "".join(f" | {title:^13}" for title, _ in best_cols)
             lines.append(header)
@@ -496,7 +503,7 @@ def plot(summary: dict, out_dir: str, stem: str = "results") -> list[str]:
                 per_class = best_by_class(algs)
                 for j, (cls, vals) in enumerate(per_class.items()):
                     hs = [h for h in sorted(vals) if vals[h][0] > 0]
-                    label = "best in class" if len(per_class) == 1 else f"best in class: {cls}"
+                    label = "best in class" if len(per_class) == 1 else f"best in class: {class_label(cls, per_class)}"
                     ax.plot(hs, [vals[h][0] for h in hs], ["--", ":", "-."][j % 3], color="k", lw=1, label=label)
             if any_mc:
                 ax.plot([], [], ls="none", marker="o", mfc="white", mec="gray", label="open marker: Monte-Carlo estimate")
