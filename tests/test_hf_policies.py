@@ -339,3 +339,24 @@ def test_cli_choices_are_the_policy_kinds():
     from ar_agents.cli import POLICY_KIND_CHOICES
 
     assert POLICY_KIND_CHOICES == POLICY_KINDS
+
+
+# ------------------------------------------------------------------ examples/path_star.py --policy
+@needs_hf
+def test_path_star_example_quick_on_hf_mamba(tmp_path):
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = tmp_path / "star.png"
+    res = subprocess.run([sys.executable, os.path.join(root, "examples", "path_star.py"), "--quick", "--policy", "hf:mamba",
+                          "--out", str(out)], capture_output=True, text=True, timeout=300, cwd=root,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert res.returncode == 0, res.stderr
+    assert "hf:mamba {'n_layer': 1, 'n_embd': 16}" in res.stdout  # no n_head: Mamba has none
+    rows = [line for line in res.stdout.splitlines() if " | " in line]
+    assert len(rows) == 4 and rows[1].startswith("forward (teacher forcing)") and rows[3].startswith("teacherless")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = subprocess.run([sys.executable, os.path.join(root, "examples", "path_star.py"), "--quick", "--policy", "hf:bert"],
+                         capture_output=True, text=True, timeout=60, cwd=root)
+    assert bad.returncode != 0 and "--policy" in bad.stderr
