@@ -360,3 +360,25 @@ def test_path_star_example_quick_on_hf_mamba(tmp_path):
     bad = subprocess.run([sys.executable, os.path.join(root, "examples", "path_star.py"), "--quick", "--policy", "hf:bert"],
                          capture_output=True, text=True, timeout=60, cwd=root)
     assert bad.returncode != 0 and "--policy" in bad.stderr
+
+
+# ------------------------------------------------------------------ bench_train rows (c)
+@needs_hf
+def test_bench_train_times_the_hf_classes(capsys):
+    import re
+
+    from ar_agents.evaluation import bench_train
+
+    tiny = ["--degree", "2", "--path-length", "3", "--num-nodes", "6", "--samples", "32", "--n-layer", "1",
+            "--n-embd", "16", "--n-head", "2", "--train-batch-size", "16", "--batch-size", "16", "--repeats", "1",
+            "--mamba-samples", "8"]
+    assert bench_train.main([*tiny, "--hf", "hf:gpt2,hf:llama,hf:mamba"]) == 0
+    out = capsys.readouterr().out
+    for kind in ("hf:gpt2", "hf:llama"):
+        row = re.search(rf"{kind}\s+[\d,]+ stream tokens/s  ratio\s+(\d+\.\d\d) \(target >= 0.5: (ok|BELOW)\)\s+"
+                        rf"\d+\.\d\d GFLOP/s = (\d+\.\d\d) of matmul", out)
+        assert row and float(row.group(1)) > 0, out
+    assert re.search(r"hf:mamba\s+[\d,]+ stream tokens/s  ratio\s+\d+\.\d\d \(\d+\.\dx slower than our GPT; 8 sequences", out)
+    for bad in (["--hf", "hf:bert"], ["--mamba-samples", "0"]):
+        with pytest.raises(SystemExit):
+            bench_train.main([*tiny, *bad])
