@@ -8,7 +8,7 @@ visible lines; everything they have in common lives here and is called, not copi
   seed (no global numpy state is touched: every random draw of an algorithm goes through the
   returned generator).
 * :func:`build_policy`: a :class:`~ar_agents.policies.base.TokenPolicy` from a kind name
-  (``"linear"``, ``"mlp"``, ``"transformer"``, via ``ar_agents.policies.make_policy``) or a copy of a
+  (``"linear"``, ``"mlp"``, ``"transformer"``, ``"hf:gpt2"``, ..., via ``ar_agents.policies.make_policy``) or a copy of a
   given policy (fine-tuning starts from its weights).
 * :func:`minibatches` and :func:`train`: Adam over a loss function of minibatches of row-aligned
   arrays, one loss value per epoch in the log.
