@@ -168,8 +168,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--hf", default="auto",
                         help="(c) comma-separated Hugging Face classes to time at (a)'s size (hf:gpt2,hf:llama,hf:mamba); "
                              "'auto' (default): all three if transformers is installed; 'none': skip")
-    parser.add_argument("--mamba-samples", type=int, default=256,
-                        help="(c) sequences hf:mamba trains on per repeat (its CPU scan is slow; default 256)")
+    parser.add_argument("--mamba-samples", type=int, default=32,
+                        help="(c) sequences hf:mamba trains on per repeat (its CPU scan is slow; default 32)")
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate everywhere (default 1e-3)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats; medians are shown (default 3)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own setting)")
@@ -252,8 +252,9 @@ def run(args: argparse.Namespace) -> dict:
     for kind, kind_args in ((args.policy, ours_args), (None, None)):
         per_transition_epoch(make_sb3_policy(task, args.lr, args.seed, kind, kind_args), observations[:k], actions[:k],
                              steps, args.seed)
-    for k in hf:
-        bc_epoch(task, _head(few, 2 * args.train_batch_size), k, hf_args(k, gpt), 1, args.train_batch_size, args.lr, args.seed)
+    for k in hf:  # one minibatch (Mamba's reference scan is slow: at most --mamba-samples sequences)
+        bc_epoch(task, _head(hf_demos[k], args.train_batch_size), k, hf_args(k, gpt), 1, args.train_batch_size, args.lr,
+                 args.seed)
     matmul_flops(matmul_size, seconds=0.05)
     for r in range(args.repeats):  # interleaved: one of each per repeat
         seconds, _, _ = bc_epoch(task, demos, "transformer", gpt, args.epochs, args.train_batch_size, args.lr, args.seed)
