@@ -13,6 +13,8 @@ DEMO_ALGORITHMS = "bc,smoothed-bc,hellinger-bc,rho,dagger"
 DEMO_BLOCKS = (4, 16)
 DEMO_DELTA = 0.01
 DEMO_RARE_HORIZONS = "1,2,5,10,20"
+# ar_agents.policies.POLICY_KINDS, spelt out so that the parser does not import torch (a test checks they agree)
+POLICY_KIND_CHOICES = ("linear", "mlp", "transformer", "hf:gpt2", "hf:llama", "hf:mamba")
 
 
 def _first_line(doc: str | None) -> str:
@@ -259,10 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated horizons, e.g. 10,50,100: the values of the task's horizon argument "
                         "(horizon; path-star: path_length, multiplication: digits, parity: n_bits)")
     p.add_argument("--algorithms", required=True, help="comma-separated names or package.module:Name")
-    p.add_argument("--policy", choices=("linear", "mlp", "transformer"), default=None,
-                   help="neural policy class for the algorithms that train one (bc then trains it instead of the log-linear class)")
+    p.add_argument("--policy", choices=POLICY_KIND_CHOICES, default=None,
+                   help="neural policy class for the algorithms that train one (bc then trains it instead of the log-linear "
+                        "class); hf:* are Hugging Face transformers models (pip install 'ar-envs[hf]')")
     p.add_argument("--policy-arg", action="append", default=[], metavar="NAME=VALUE",
-                   help="policy constructor argument, e.g. n_layer=2 (repeatable; needs --policy)")
+                   help="policy constructor argument, e.g. n_layer=2 (repeatable; needs --policy; hf:* also take "
+                        "fields of the model's transformers config, e.g. state_size=8)")
     p.add_argument("--algo-arg", action="append", default=[], metavar="NAME=VALUE",
                    help="algorithm constructor argument, e.g. epochs=5 (repeatable; given to each algorithm that takes it)")
     _add_run_options(p, "results.jsonl", seeds=3, samples=1000)
@@ -295,7 +299,7 @@ def main(argv=None) -> int:
         args.plots = os.path.dirname(os.path.abspath(args.results))
     try:
         return args.func(args)
-    except (ValueError, TypeError) as exc:  # bad input: one clear line, non-zero exit, no traceback
+    except (ValueError, TypeError, ImportError) as exc:  # bad input or a missing extra: one clear line, no traceback
         print(f"ar-envs {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # a file we could not read or write (the disk, permissions)

@@ -8,7 +8,7 @@ visible lines; everything they have in common lives here and is called, not copi
   seed (no global numpy state is touched: every random draw of an algorithm goes through the
   returned generator).
 * :func:`build_policy`: a :class:`~ar_agents.policies.base.TokenPolicy` from a kind name
-  (``"linear"``, ``"mlp"``, ``"transformer"``, via ``ar_agents.policies.make_policy``) or a copy of a
+  (``"linear"``, ``"mlp"``, ``"transformer"``, ``"hf:gpt2"``, ..., via ``ar_agents.policies.make_policy``) or a copy of a
   given policy (fine-tuning starts from its weights).
 * :func:`minibatches` and :func:`train`: Adam over a loss function of minibatches of row-aligned
   arrays, one loss value per epoch in the log.
@@ -71,9 +71,13 @@ def build_policy(policy, task: Task | None, policy_args: dict | None = None, see
 
 
 def policy_kind(policy) -> str:
-    """The kind name of a neural policy (``"linear"``, ``"mlp"``, ``"transformer"``) or its class name."""
+    """The kind name of a neural policy (``"linear"``, ``"mlp"``, ``"transformer"``, ``"hf:gpt2"``, ...)
+    or its class name."""
     from ar_agents.policies import GPTPolicy, WindowPolicy
+    from ar_agents.policies.hf import HF_POLICY_CLASSES
 
+    if type(policy) in HF_POLICY_CLASSES.values():  # exactly these: a user's subclass keeps its class name
+        return policy.kind
     if isinstance(policy, GPTPolicy):
         return "transformer"
     if isinstance(policy, WindowPolicy):
@@ -88,6 +92,10 @@ def check_policy_spec(policy, policy_args) -> None:
 
     if policy is not None and not isinstance(policy, TokenPolicy) and policy not in POLICY_KINDS:
         raise ValueError(f"policy must be one of {POLICY_KINDS}, a TokenPolicy instance or None, got {policy!r}")
+    if isinstance(policy, str) and policy.startswith("hf:"):
+        from ar_agents.policies.hf import require_transformers
+
+        require_transformers(policy)  # at construction, not in the first cell of a sweep
     if policy_args is not None and not isinstance(policy_args, dict):
         raise ValueError(f"policy_args must be a dict of keyword arguments, got {policy_args!r}")
 

@@ -2,6 +2,7 @@
 
     python examples/path_star.py                      # writes path_star.png (a few minutes on a CPU)
     python examples/path_star.py --quick --out /tmp/path_star.png
+    python examples/path_star.py --policy hf:mamba    # the same table on Hugging Face's Mamba (ar-envs[hf])
 
 Bachmann & Nagarajan (2024) train a transformer on path-star graphs: a source node with
 ``degree`` arms of ``path_length - 1`` nodes each, the shuffled edge list and ``source goal`` as
@@ -24,6 +25,11 @@ source, right arm or not), and per answer position the accuracy given the *true*
 (teacher-forced) and given the model's own prefix (free-running). The Clever Hans signature:
 teacher-forced accuracy near 1 after position 2, near ``1/degree`` at position 2, and an exact
 match rate near the chance level ``1/degree``.
+
+``--policy`` picks the architecture: ``transformer`` (our GPT, the default) or a Hugging Face
+``transformers`` model, ``hf:gpt2``, ``hf:llama`` or ``hf:mamba`` (``pip install 'ar-envs[hf]'``;
+``--n-layer`` / ``--n-embd`` / ``--n-head`` map onto its config, Mamba has no heads; see
+``ar_agents.policies.hf``), so the Clever-Hans table can be compared across architectures.
 
 Every size is an option (``--help``); ``--quick`` is a tiny setting for tests (it shows
 nothing). Same ``--seed``, same numbers (torch runs on ``--threads`` CPU threads, default 1).
@@ -56,6 +62,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed of the training graphs, the weights and the evaluation graphs (default 0)")
     p.add_argument("--out", default="path_star.png", help="where to write the plot (default path_star.png)")
     p.add_argument("--quick", action="store_true", help="a tiny setting that runs in seconds (for tests)")
+    p.add_argument("--policy", default="transformer", choices=("transformer", "hf:gpt2", "hf:llama", "hf:mamba"),
+                   help="the architecture: our GPT (default) or a Hugging Face transformers model (pip install 'ar-envs[hf]')")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: tiny models gain little from more)")
     p.add_argument("--degree", type=int, help=f"arms of the star, d (default {DEFAULTS['degree']})")
     p.add_argument("--path-length", type=int, help=f"nodes on the answer path, l (default {DEFAULTS['path_length']})")
@@ -66,7 +74,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, help=f"Adam learning rate (default {DEFAULTS['lr']})")
     p.add_argument("--n-layer", type=int, help=f"transformer blocks (default {DEFAULTS['n_layer']})")
     p.add_argument("--n-embd", type=int, help=f"transformer width (default {DEFAULTS['n_embd']})")
-    p.add_argument("--n-head", type=int, help=f"attention heads (default {DEFAULTS['n_head']})")
+    p.add_argument("--n-head", type=int, help=f"attention heads (default {DEFAULTS['n_head']}; not for hf:mamba)")
     p.add_argument("--eval-samples", type=int, help=f"fresh graphs for the diagnostics (default {DEFAULTS['eval_samples']})")
     args = p.parse_args(argv)
     base = QUICK if args.quick else DEFAULTS
@@ -89,16 +97,18 @@ def main(argv=None) -> list[dict]:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     d, l = args.degree, args.path_length
-    model = {"n_layer": args.n_layer, "n_embd": args.n_embd, "n_head": args.n_head}
+    model = {"n_layer": args.n_layer, "n_embd": args.n_embd}
+    if args.policy != "hf:mamba":  # a state-space model has no attention heads
+        model["n_head"] = args.n_head
     training = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size}
-    # (label, answer order, algorithm): the same transformer, three ways of training it
+    # (label, answer order, algorithm): the same model, three ways of training it
     methods = [
-        ("forward (teacher forcing)", "forward", BC(policy="transformer", policy_args=model, **training)),
-        ("reverse (teacher forcing)", "reverse", BC(policy="transformer", policy_args=model, **training)),
-        ("teacherless", "forward", Teacherless(policy="transformer", policy_args=model, **training)),
+        ("forward (teacher forcing)", "forward", BC(policy=args.policy, policy_args=model, **training)),
+        ("reverse (teacher forcing)", "reverse", BC(policy=args.policy, policy_args=model, **training)),
+        ("teacherless", "forward", Teacherless(policy=args.policy, policy_args=model, **training)),
     ]
     print(f"path-star G(d={d}, l={l}), N={args.num_nodes} node ids; {args.train_samples} training graphs, "
-          f"{args.epochs} epochs, transformer {model}; seed {args.seed}", flush=True)
+          f"{args.epochs} epochs, {args.policy} {model}; seed {args.seed}", flush=True)
     start = time.perf_counter()
     rows = []
     for label, order, algorithm in methods:
@@ -142,7 +152,7 @@ def main(argv=None) -> list[dict]:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy")
     axes[0].legend(fontsize=7, loc="lower left")
-    fig.suptitle(f"path-star G({d}, {l}), N = {args.num_nodes}: per-position accuracy of a {args.n_layer}-layer transformer",
+    fig.suptitle(f"path-star G({d}, {l}), N = {args.num_nodes}: per-position accuracy of a {args.n_layer}-layer {args.policy}",
                  fontsize=10)
     fig.tight_layout()
     save_png(fig, args.out, tight=False)  # atomic: never a half-written plot
@@ -154,5 +164,5 @@ def main(argv=None) -> list[dict]:
 if __name__ == "__main__":
     try:
         main()
-    except ValueError as exc:
+    except (ValueError, ImportError) as exc:  # bad input, or an hf: policy without the extra
         sys.exit(f"error: {exc}")

@@ -15,7 +15,8 @@ from ar_envs.env import observation_space
 from ar_envs.tasks import PathStar
 
 TINY = ["--degree", "2", "--path-length", "3", "--num-nodes", "6", "--samples", "64", "--n-layer", "1",
-        "--n-embd", "16", "--n-head", "2", "--train-batch-size", "32", "--batch-size", "16", "--repeats", "1"]
+        "--n-embd", "16", "--n-head", "2", "--train-batch-size", "32", "--batch-size", "16", "--repeats", "1",
+        "--hf", "none"]  # the Hugging Face rows (c): tests/test_hf_policies.py
 
 
 def test_bench_train_prints_utilisation_and_speedup(capsys):

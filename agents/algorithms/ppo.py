@@ -62,8 +62,8 @@ class PPO(Algorithm):
         gamma, gae_lambda: discount and GAE parameter.
         clip_range: PPO's ratio clipping.
         ent_coef: entropy bonus weight.
-        policy: ``"linear"``, ``"mlp"``, ``"transformer"``, or a TokenPolicy whose weights PPO
-            starts from (then ``policy_args`` must be empty).
+        policy: a kind of ``ar_agents.policies.POLICY_KINDS`` (``"transformer"``, ``"hf:llama"``, ...),
+            or a TokenPolicy whose weights PPO starts from (then ``policy_args`` must be empty).
         policy_args: constructor arguments of the policy class (``ar_agents.policies.make_policy``).
         critic_args: arguments in which the critic differs from the actor (same class).
         eval_episodes: sampled episodes for ``reward_before`` / ``reward_after``.

@@ -31,6 +31,16 @@ demonstrations from ``ar_envs.data.generate``):
     A reference row without a target: our BC with an MLP over the whole stream against SB3's
     stock ``ActorCriticPolicy`` (``MlpPolicy``'s 64-64 network on the one-hot observation).
 
+(c) **Hugging Face architectures** (``--hf``, default all of ``hf:gpt2``, ``hf:llama``,
+    ``hf:mamba`` when ``transformers`` is installed, ``ar-envs[hf]``): the BC run of (a) with the
+    same ``n_layer`` / ``n_embd`` (/ ``n_head``) on a transformers model
+    (:mod:`ar_agents.policies.hf`). Reported per class: stream tokens per second, its ratio to our
+    GPT's (target for GPT-2 and Llama: >= 0.5), and for the attention models the FLOP rate and
+    utilisation against the same matmul reference (each class's own FLOP count:
+    ``HFPolicy.flops_per_token``; Llama's SwiGLU MLP has 1.5x GPT's MLP parameters). Mamba runs
+    transformers' reference scan on a CPU (a Python loop over positions), so it trains on the
+    first ``--mamba-samples`` sequences only; its tokens per second compare all the same.
+
 Data preparation (generating demonstrations, building the transition arrays) is not timed. Each
 timed quantity is the median of ``--repeats`` runs, interleaved (one of each per repeat), so a
 slow phase of a shared machine hits every number.
@@ -51,6 +61,8 @@ from ar_envs.data import episode_observations
 
 TARGET_UTILISATION = 0.25
 TARGET_SPEEDUP = 10.0
+TARGET_HF_RATIO = 0.5  # HF GPT-2 / Llama BC throughput against our GPT's
+HF_KINDS = ("hf:gpt2", "hf:llama", "hf:mamba")
 
 
 # --------------------------------------------------------------------------------------------
@@ -153,6 +165,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="(b) the policy class of both BC loops, package default size (default transformer)")
     parser.add_argument("--batch-size", type=int, default=64,
                         help="(b) sequences per step for ours; per-transition steps take batch-size x H transitions (default 64)")
+    parser.add_argument("--hf", default="auto",
+                        help="(c) comma-separated Hugging Face classes to time at (a)'s size (hf:gpt2,hf:llama,hf:mamba); "
+                             "'auto' (default): all three if transformers is installed; 'none': skip")
+    parser.add_argument("--mamba-samples", type=int, default=32,
+                        help="(c) sequences hf:mamba trains on per repeat (its CPU scan is slow; default 32)")
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate everywhere (default 1e-3)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats; medians are shown (default 3)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own setting)")
@@ -162,7 +179,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def check_args(args: argparse.Namespace) -> None:
     """Raise ``ValueError`` naming the first option out of range."""
-    for name in ("samples", "n_layer", "n_embd", "n_head", "train_batch_size", "epochs", "batch_size", "repeats"):
+    for name in ("samples", "n_layer", "n_embd", "n_head", "train_batch_size", "epochs", "batch_size", "repeats",
+                 "mamba_samples"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be an integer >= 1, got {getattr(args, name)}")
     if args.matmul_size is not None and args.matmul_size < 1:
@@ -173,6 +191,29 @@ def check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--lr must be a positive number, got {args.lr}")
     if args.seed < 0:
         raise ValueError(f"--seed must be an integer >= 0, got {args.seed}")
+    hf_kinds(args)
+
+
+def hf_kinds(args: argparse.Namespace) -> list[str]:
+    """The ``--hf`` classes to time (``ValueError`` for an unknown one; ``ImportError`` with the
+    install command when one is asked for by name without ``transformers``)."""
+    from ar_agents.policies.hf import require_transformers, transformers_available
+
+    if args.hf == "auto":
+        return list(HF_KINDS) if transformers_available() else []
+    if args.hf in ("none", ""):
+        return []
+    kinds = [k.strip() for k in args.hf.split(",") if k.strip()]
+    for k in kinds:
+        if k not in HF_KINDS:
+            raise ValueError(f"--hf must list classes of {list(HF_KINDS)} (or be 'auto' / 'none'), got {k!r}")
+        require_transformers(k)
+    return kinds
+
+
+def hf_args(kind: str, gpt: dict) -> dict:
+    """(a)'s GPT size as arguments of an hf class (Mamba has no heads)."""
+    return {k: v for k, v in gpt.items() if not (kind == "hf:mamba" and k == "n_head")}
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -190,10 +231,15 @@ def run(args: argparse.Namespace) -> dict:
     flops_per_token = make_policy("transformer", task, seed=args.seed, **gpt).flops_per_token()
     matmul_size = args.matmul_size or 4 * args.n_embd
     observations, actions = transitions(task, demos)
+    hf = hf_kinds(args)
+    hf_demos = {k: _head(demos, args.mamba_samples) if k == "hf:mamba" else demos for k in hf}
 
     out = {"task": task, "L": L, "H": H, "flops_per_token": flops_per_token, "matmul_size": matmul_size,
            "gpt": gpt, "transitions": len(actions),
-           "gpt_s": [], "matmul_flops": [], "ours_s": [], "sb3_s": [], "ours_mlp_s": [], "sb3_mlp_s": []}
+           "gpt_s": [], "matmul_flops": [], "ours_s": [], "sb3_s": [], "ours_mlp_s": [], "sb3_mlp_s": [],
+           "hf": {k: {"s": [], "sequences": len(hf_demos[k]),
+                      "flops_per_token": make_policy(k, task, seed=args.seed, **hf_args(k, gpt)).flops_per_token()}
+                  for k in hf}}
     # (b) the window classes get a window of the whole stream, L + H tokens (what SB3's network sees)
     whole = {"window": L + H}
     ours_args = {} if args.policy == "transformer" else whole
@@ -206,10 +252,16 @@ def run(args: argparse.Namespace) -> dict:
     for kind, kind_args in ((args.policy, ours_args), (None, None)):
         per_transition_epoch(make_sb3_policy(task, args.lr, args.seed, kind, kind_args), observations[:k], actions[:k],
                              steps, args.seed)
+    for k in hf:  # one minibatch (Mamba's reference scan is slow: at most --mamba-samples sequences)
+        bc_epoch(task, _head(hf_demos[k], args.train_batch_size), k, hf_args(k, gpt), 1, args.train_batch_size, args.lr,
+                 args.seed)
     matmul_flops(matmul_size, seconds=0.05)
     for r in range(args.repeats):  # interleaved: one of each per repeat
         seconds, _, _ = bc_epoch(task, demos, "transformer", gpt, args.epochs, args.train_batch_size, args.lr, args.seed)
         out["gpt_s"].append(seconds)
+        for k in hf:
+            out["hf"][k]["s"].append(bc_epoch(task, hf_demos[k], k, hf_args(k, gpt), args.epochs, args.train_batch_size,
+                                              args.lr, args.seed)[0])
         out["matmul_flops"].append(matmul_flops(matmul_size, seconds=max(0.2, min(2.0, seconds / 4))))
         out["ours_s"].append(bc_epoch(task, demos, args.policy, ours_args, 1, args.batch_size, args.lr, args.seed)[0])
         policy = make_sb3_policy(task, args.lr, args.seed, args.policy, ours_args)
@@ -255,6 +307,21 @@ def report(res: dict, args: argparse.Namespace) -> str:
         f"    reference: BC(mlp over the whole stream) {med['ours_mlp_s']:.3f} s/epoch; stock SB3 MlpPolicy network, "
         f"per-transition {med['sb3_mlp_s']:.3f} s/epoch; ratio {med['sb3_mlp_s'] / med['ours_mlp_s']:.2f}x",
     ]
+    if res["hf"]:
+        lines.append(f"(c) Hugging Face transformers classes, BC as in (a) at GPT's size {res['gpt']} (Mamba without n_head); "
+                     f"ratio = tokens/s against our GPT's {tokens_per_s:,.0f}")
+    for kind, r in res["hf"].items():
+        rate = args.epochs * r["sequences"] * (L + H) / statistics.median(r["s"])
+        ratio = rate / tokens_per_s
+        line = f"    {kind:<9} {rate:>10,.0f} stream tokens/s  ratio {ratio:5.2f}"
+        if kind == "hf:mamba":
+            line += f" ({1 / ratio:.1f}x slower than our GPT; {r['sequences']} sequences, transformers' reference CPU scan)"
+        else:
+            flops = rate * r["flops_per_token"]
+            line += (f" (target >= {TARGET_HF_RATIO}: {'ok' if ratio >= TARGET_HF_RATIO else 'BELOW'})  "
+                     f"{flops / 1e9:.2f} GFLOP/s = {flops / med['matmul_flops']:.2f} of matmul "
+                     f"({r['flops_per_token']:,} FLOPs/token)")
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -266,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         check_args(args)
-    except ValueError as exc:
+    except (ValueError, ImportError) as exc:
         parser.error(str(exc))
     res_threads = args.threads or torch.get_num_threads()
     print(f"bench_train: {args.repeats} interleaved repeat(s), medians; torch {torch.__version__}, "

@@ -225,7 +225,7 @@ class TokenActorCriticPolicy(_TokenActorCritic, ActorCriticPolicy):
 
     * ``task``: the :class:`ar_envs.Task` whose environments this policy acts in (only its
       stream shape is kept), or ``spec``: that shape, ``ar_agents.policies.stream_spec(task)``.
-    * ``policy_kind``: ``"linear"``, ``"mlp"``, ``"transformer"`` (``ar_agents.policies.make_policy``)
+    * ``policy_kind``: ``"linear"``, ``"mlp"``, ``"transformer"``, ``"hf:gpt2"``, ... (``ar_agents.policies.make_policy``)
       or a TokenPolicy subclass; ``policy_args``: its constructor arguments.
     * ``critic_args``: arguments of the critic that differ from the actor's (e.g. a narrower
       ``n_embd``); the critic has the actor's class.
