@@ -10,7 +10,7 @@ from __future__ import annotations
 from ar_envs.core import check_int
 from ar_envs.data import check_demonstrations
 
-from ar_agents.loglinear_fit import fit_cross_entropy, visit_counts, warn_unconverged
+from ar_agents.loglinear_fit import default_starts, fit_cross_entropy, minimise_from, visit_counts, warn_unconverged
 from ar_agents.policies.loglinear import LogLinearPolicy
 from ar_agents.training import (DEFAULT_POLICY, answer_cross_entropy, build_policy, check_policy_spec, check_training_args,
                         finish_log, new_log, seed_everything, train)
@@ -83,3 +83,15 @@ class BC(Algorithm):
               batch_size=self.batch_size, rng=rng, log=self.log, tokens_per_row=task.horizon)
         finish_log(self.log, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size)
         return policy
+
+
+def minimise_from_bc(alg, task, demos, fm, loss_of_log_table, seed) -> tuple:
+    """A non-convex objective over the log-linear class (it can give up a token log loss must
+    cover) minimised by L-BFGS from zero, lattice points and the BC fit, with ``alg.max_iter``;
+    the lowest loss wins. Returns ``(theta, loss, status)`` (the winning start's, see
+    :func:`ar_agents.loglinear_fit.minimise_from`)."""
+    bc_theta = BC(alg.max_iter).fit(task, demos, seed).theta
+    status: dict = {}
+    theta, value, _ = minimise_from(fm, loss_of_log_table, default_starts(fm, [bc_theta], seed=seed),
+                                    max_iter=alg.max_iter, status=status)
+    return theta, value, status

@@ -36,7 +36,7 @@ import torch
 
 from ar_envs.core import check_int
 
-from ar_agents.loglinear_fit import default_starts, learner_class, minimise_from
+from ar_agents.loglinear_fit import learner_class
 from ar_agents.policies.loglinear import LogLinearPolicy
 from ar_agents.algorithms.base import Algorithm
 
@@ -93,7 +93,7 @@ class BlockHellinger(Algorithm):
         self.max_iter = check_int("max_iter", max_iter, 1)
 
     def fit(self, task, demos, seed: int = 0):
-        from ar_agents.algorithms.bc import BC
+        from ar_agents.algorithms.bc import minimise_from_bc
 
         fm = learner_class(task, demos, self.name)
         start_time = time.perf_counter()
@@ -108,8 +108,7 @@ class BlockHellinger(Algorithm):
             log_p = U_t @ log_table.reshape(-1)  # log P_theta(B | c, s) per group
             return (2.0 * total - 2.0 * (weight * torch.exp(0.5 * log_p)).sum()) / n
 
-        bc_theta = BC(self.max_iter).fit(task, demos, seed).theta
-        theta, value, _ = minimise_from(fm, loss, default_starts(fm, [bc_theta], seed=seed), max_iter=self.max_iter)
+        theta, value, _ = minimise_from_bc(self, task, demos, fm, loss, seed)  # non-convex: several starts
         self.log = {"loss": value, "theta": theta.tolist(), "block": K, "groups": len(count),
                     "blocks": int(total), "fit_s": time.perf_counter() - start_time}
         return LogLinearPolicy(task, theta, fm)

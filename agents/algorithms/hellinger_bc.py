@@ -15,8 +15,7 @@ import torch
 
 from ar_envs.core import check_bool, check_int
 
-from ar_agents.loglinear_fit import (default_starts, learner_class, minimise_from, state_sqrt_expert, visit_counts,
-                                     warn_unconverged)
+from ar_agents.loglinear_fit import learner_class, state_sqrt_expert, visit_counts, warn_unconverged
 from ar_agents.policies.loglinear import LogLinearPolicy
 from ar_agents.algorithms.base import Algorithm
 
@@ -48,7 +47,7 @@ class HellingerBC(Algorithm):
         self.oracle = check_bool("oracle", oracle)
 
     def fit(self, task, demos, seed: int = 0):
-        from ar_agents.algorithms.bc import BC
+        from ar_agents.algorithms.bc import minimise_from_bc
 
         fm = learner_class(task, demos, self.name)
         n = len(demos)
@@ -66,10 +65,7 @@ class HellingerBC(Algorithm):
         def loss(log_table):
             return (2.0 * visits - 2.0 * (R_t * torch.exp(0.5 * log_table)).sum()) / n
 
-        bc_theta = BC(self.max_iter).fit(task, demos, seed).theta
-        status = {}
-        theta, value, _ = minimise_from(fm, loss, default_starts(fm, [bc_theta], seed=seed), max_iter=self.max_iter,
-                                        status=status)
+        theta, value, status = minimise_from_bc(self, task, demos, fm, loss, seed)  # non-convex: several starts
         self.log = {"loss": value, "theta": theta.tolist(), "information": "expert distributions" if self.oracle
                     else "demonstrations only", **status}
         warn_unconverged(self.name, status, self.max_iter)

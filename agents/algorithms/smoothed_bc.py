@@ -6,10 +6,10 @@ import torch
 
 from ar_envs.core import check_float, check_int
 
-from ar_agents.loglinear_fit import default_starts, learner_class, minimise_from, visit_counts, warn_unconverged
+from ar_agents.loglinear_fit import learner_class, visit_counts, warn_unconverged
 from ar_agents.policies.loglinear import LogLinearPolicy
 from ar_agents.algorithms.base import Algorithm
-from ar_agents.algorithms.bc import BC
+from ar_agents.algorithms.bc import minimise_from_bc
 
 
 class SmoothedBC(Algorithm):
@@ -39,11 +39,7 @@ class SmoothedBC(Algorithm):
             mixed = torch.logaddexp(log_table + torch.log1p(torch.tensor(-gamma)), torch.log(torch.tensor(gamma / V)))
             return -(counts * mixed).sum() / n
 
-        # non-convex (it can give up a token log loss must cover): from the MLE, zero and lattice points
-        bc_theta = BC(self.max_iter).fit(task, demos, seed).theta
-        status = {}
-        theta, value, _ = minimise_from(fm, loss, default_starts(fm, [bc_theta], seed=seed), max_iter=self.max_iter,
-                                        status=status)
+        theta, value, status = minimise_from_bc(self, task, demos, fm, loss, seed)  # non-convex: several starts
         self.log = {"loss": value, "gamma": gamma, "theta": theta.tolist(), **status}
         warn_unconverged(self.name, status, self.max_iter)
         return LogLinearPolicy(task, theta, fm)

@@ -24,8 +24,9 @@ from collections import defaultdict
 import numpy as np
 
 from ar_envs.fileio import atomic_path
+from ar_envs.metrics import Estimate
 
-from ar_agents.evaluation.sweep import WELL_SPECIFIED_BELOW, ResultsFile, cell_key
+from ar_agents.evaluation.sweep import WELL_SPECIFIED_BELOW, ResultsFile, approx_factor_interval, cell_key
 
 # two-sided 95% Student-t quantiles by degrees of freedom (beyond 30: the normal 1.96)
 _T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
@@ -165,13 +166,9 @@ def summarise(records: list[dict]) -> dict:
                   and r.get("approx_factor") is not None)  # a record without C(H) says why in its note
             values[id(r)]["approx_factor"] = r["hellinger2"] / best if ok else None
             ci = (r.get("ci95") or {}).get("hellinger2")
-            b_ci = best_rec.get("best_in_class_ci95")
-            if ok and (ci or b_ci):
-                lo, hi = ci or (r["hellinger2"], r["hellinger2"])
-                b_lo, b_hi = b_ci or (best, best)
-                values[id(r)]["approx_factor_ci95"] = [max(lo, 0.0) / b_hi, hi / b_lo if b_lo > 0 else math.inf]
-            else:
-                values[id(r)]["approx_factor_ci95"] = None
+            values[id(r)]["approx_factor_ci95"] = approx_factor_interval(
+                Estimate(r["hellinger2"], ci is None, "", tuple(ci) if ci else None), best,
+                best_rec.get("best_in_class_ci95")) if ok else None
         metrics = [("approx_factor", "approx_factor_ci95"), ("hellinger2", None), ("tv", None), ("regret", None)]
         metrics += [(m, None) for m, _ in DIAGNOSTICS]
         stats["estimated"] = {m: any(_estimated(r, m) for r in recs) for m, _ in metrics + [("best", None)]}
