@@ -743,9 +743,33 @@ def _run(task_cls, task_name, task_args, horizons, alg_objs, seeds, n_samples, e
                     records.append(done[key])
                 else:
                     cells.append(Cell(task_name, tuple(sorted(task_args.items())), h, label, seed, n_samples, eval_samples))
-    total = len(cells)
-    if progress and len(records):
-        print(f"resuming: {len(records)} cells already in {results.path}, {total} to run", file=sys.stderr)
+    if progress and records:
+        print(f"resuming: {len(records)} cells already in {results.path}, {len(cells)} to run", file=sys.stderr)
+    records += run_cells([(c, alg_objs[c.algorithm]) for c in cells], results, workers=workers, threads=threads,
+                         progress=progress, stack=stack)
+    order = {(h, a, s): k for k, (h, a, s) in enumerate((h, a, s) for h in horizons for a in alg_objs for s in range(seeds))}
+    records.sort(key=lambda r: order.get((r.get("sweep_arg", {}).get(harg, r["horizon"]), r["algorithm"], r["seed"]), 0))
+    return records
+
+
+def run_cells(jobs, results=None, *, workers: int = 1, threads: int = 1, progress: bool = True,
+              stack: contextlib.ExitStack | None = None) -> list[dict]:
+    """Run ``jobs``, a list of ``(Cell, algorithm)`` pairs (an algorithm as :func:`run_cell` takes
+    it), appending each record to ``results`` (an open :class:`ResultsFile`, or ``None``) as it
+    finishes, in this process: the one writer. Returns the new records in the order they finished.
+
+    The engine under :func:`sweep` and the benchmark. ``workers > 1`` runs the cells in that many
+    spawned processes that die with this one; every cell runs on ``threads`` torch threads.
+    ``stack``: an exit stack that outlives the run, on which the pool's teardown is registered
+    (any error, a full disk or Ctrl-C, stops the workers); one is made here when not given.
+    """
+    with contextlib.ExitStack() as own:
+        return _run_cells(list(jobs), results, workers, threads, progress, stack if stack is not None else own)
+
+
+def _run_cells(jobs, results, workers, threads, progress, stack) -> list[dict]:
+    total = len(jobs)
+    records: list[dict] = []
     t0 = time.perf_counter()
 
     def finish(i, rec):
@@ -763,7 +787,7 @@ def _run(task_cls, task_name, task_args, horizons, alg_objs, seeds, n_samples, e
                 file=sys.stderr,
             )
 
-    picklable = all(isinstance(a, str) or _picklable(a) for a in alg_objs.values())
+    picklable = all(isinstance(a, str) or _picklable(a) for _, a in jobs)
     if workers > 1 and total > 1 and picklable:
         # fresh interpreters ("spawn"): a forked child of a process whose torch/OpenMP thread
         # pool is already running can deadlock. Each worker runs its cells on ``threads`` torch
@@ -772,16 +796,14 @@ def _run(task_cls, task_name, task_args, horizons, alg_objs, seeds, n_samples, e
         pool = ProcessPoolExecutor(max_workers=min(workers, total), mp_context=context, initializer=_init_worker,
                                    initargs=(threads, os.getpid()))
         stack.callback(_stop_pool, pool)  # on any error (a full disk, Ctrl-C): stop, never finish the grid
-        futures = [pool.submit(run_cell, c, alg_objs[c.algorithm]) for c in cells]
+        futures = [pool.submit(run_cell, c, alg) for c, alg in jobs]
         for i, fut in enumerate(as_completed(futures), start=1):
             finish(i, fut.result())
         pool.shutdown(wait=True)
-    elif cells:
-        stack.callback(_set_torch_threads, _set_torch_threads(threads))  # restored after the sweep
-        for i, c in enumerate(cells, start=1):
-            finish(i, run_cell(c, alg_objs[c.algorithm]))
-    order = {(h, a, s): k for k, (h, a, s) in enumerate((h, a, s) for h in horizons for a in alg_objs for s in range(seeds))}
-    records.sort(key=lambda r: order.get((r.get("sweep_arg", {}).get(harg, r["horizon"]), r["algorithm"], r["seed"]), 0))
+    elif jobs:
+        stack.callback(_set_torch_threads, _set_torch_threads(threads))  # restored after the run
+        for i, (c, alg) in enumerate(jobs, start=1):
+            finish(i, run_cell(c, alg))
     return records
 
 
