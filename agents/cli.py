@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import math
 import os
 import sys
@@ -219,6 +220,67 @@ def cmd_demo(args) -> int:
     return _print_report(args.out, args.plots)
 
 
+def cmd_benchmark(args) -> int:
+    from ar_agents.evaluation import benchmark as bm
+    from ar_agents.evaluation.sweep import parse_name_values
+    from ar_envs.core import check_int
+
+    suite = bm.load_suite(args.suite)
+    tasks = args.tasks
+    selected = suite.select(tasks)
+    if args.list:
+        print(f"suite {suite.name} ({suite.path}): {suite.description}")
+        for t in selected:
+            algs = ", ".join(a.label for a in t.algorithms)
+            print(f"  {t.id:<15} {t.task} {json.dumps(t.task_args, sort_keys=True)} horizons={list(t.horizons)} "
+                  f"seeds={t.seeds} n={t.n_samples} metric={t.metric} policy={t.policy or 'log-linear'}: {algs}")
+        print(f"  {suite.cell_count(tasks)} reference cells")
+        return 0
+    reps = check_int("reps", args.reps, 100, 100_000)
+    algs = [a.strip() for item in args.algorithm for a in item.split(",") if a.strip()]
+    if args.algorithm and not algs:
+        raise ValueError("--algorithm must name an algorithm (a registry name or package.module:Name)")
+    if args.reference and algs:
+        raise ValueError("--reference runs the suite's own algorithms; give it without --algorithm")
+    if args.algo_arg and not algs:
+        raise ValueError("--algo-arg applies to the algorithms of --algorithm")
+    algo_args = parse_name_values(args.algo_arg, "--algo-arg")
+    run = dict(tasks=tasks, workers=args.workers, threads=args.threads, progress=not args.quiet)
+    _, ref_labels = bm.suite_jobs(suite, None, tasks)
+    sources, user = [], []
+    out = args.out
+    if args.reference:
+        out = out or os.path.join("results", f"{suite.name}-reference.jsonl")
+        ref = bm.run_benchmark(suite, None, out=out, **run)
+    else:
+        ref = bm.reference_records(suite, args.reference_results)
+        if not ref:
+            where = args.reference_results or bm.reference_path(suite)
+            print(f"note: no reference results of {suite.name} in {where}; "
+                  f"make them with: ar-envs benchmark --suite {args.suite} --reference", file=sys.stderr)
+    sources.append((ref, ref_labels))
+    if algs:
+        out = out or os.path.join("results", f"{suite.name}-benchmark.jsonl")
+        _, user_labels = bm.suite_jobs(suite, algs, tasks, algo_args)
+        clash = set(user_labels.values()) & set(ref_labels.values())
+        user_labels = {k: (f"{v} (yours)" if v in clash else v) for k, v in user_labels.items()}
+        recs = bm.run_benchmark(suite, algs, algo_args=algo_args, out=out, **run)
+        sources.append((recs, user_labels))
+        user = list(dict.fromkeys(user_labels.values()))
+    table = bm.collect(suite, sources, tasks, user=user)
+    aggs = bm.aggregates(table, reps=reps)
+    text = bm.format_comparison(table, aggs, reps=reps)
+    if not args.algorithm and not args.reference and ref:
+        made = {json.dumps(r.get("provenance", {}), sort_keys=True) for r in ref}
+        text += "\n\nreference results made by: " + "; ".join(sorted(made))
+    print(text)
+    if table.algorithms:
+        plot = args.plot or os.path.join(os.path.dirname(os.path.abspath(out)) if out else "results", f"{suite.name}-benchmark.png")
+        _check_plots_dir(os.path.dirname(os.path.abspath(plot)))
+        print(f"\nplot: {bm.plot_comparison(table, aggs, plot, reps=reps)}")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from ar_agents.evaluation.bench import run_args
 
@@ -283,6 +345,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(p, "results/demo.jsonl", seeds=5, samples=1000)
     p.add_argument("--plots", default="results", help="directory for the PNG plots")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("benchmark", formatter_class=_HelpFormatter,
+                       help="the fixed suite (arb-v1): your algorithm against the shipped reference results, per task and aggregated")
+    p.add_argument("--suite", default="arb-v1", help="a shipped suite name or a suite .json file")
+    p.add_argument("--algorithm", action="append", default=[], metavar="SPEC",
+                   help="your algorithm: package.module:Name (or a shipped name); repeatable or comma-separated")
+    p.add_argument("--algo-arg", action="append", default=[], metavar="NAME=VALUE",
+                   help="constructor argument of the --algorithm algorithms (repeatable)")
+    p.add_argument("--tasks", default=None, help="comma-separated task ids of the suite (default: all; see --list)")
+    p.add_argument("--reference", action="store_true",
+                   help="run the suite's own algorithms (this is how the shipped reference results are made)")
+    p.add_argument("--reference-results", default=None,
+                   help="a results file of reference runs to compare with (default: the one shipped with the package)")
+    p.add_argument("--out", default=None,
+                   help="results file (default: results/<suite>-benchmark.jsonl; with --reference results/<suite>-reference.jsonl)")
+    p.add_argument("--plot", default=None, help="the figure's path (default: <suite>-benchmark.png next to --out)")
+    p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples for the intervals")
+    p.add_argument("--workers", type=int, default=1, help="processes running cells in parallel (same numbers as one)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads per cell, the same whatever --workers is (keep workers x threads <= CPUs)")
+    p.add_argument("--list", action="store_true", help="print the suite's tasks and cells, run nothing")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("bench", formatter_class=_HelpFormatter, help="environment speed against Gymnasium's CartPole-v1, as ratios measured in one run")
     from ar_agents.evaluation.bench import add_arguments
