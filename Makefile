@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench install clean
+.PHONY: demo test test-slow bench benchmark-reference install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/ar-envs bench
+
+# regenerate the shipped reference results of the benchmark suite (see README, "The benchmark")
+REFERENCE := agents/evaluation/suites/arb-v1-reference.jsonl
+benchmark-reference: $(STAMP)
+	rm -f $(REFERENCE)
+	$(BIN)/ar-envs benchmark --reference --workers 2 --out $(REFERENCE) --plot results/arb-v1-reference.png
 
 clean:
 	rm -rf $(VENV) results build *.egg-info

@@ -204,3 +204,25 @@ def test_a_user_algorithm_by_import_path_is_compared_with_the_reference(tmp_path
     assert poi[("my_alg_mod:Mine", "hbc")][3] == 2  # hbc runs on the two tb columns only
     png = bm.plot_comparison(table, aggs, str(tmp_path / "fig.png"), reps=200)
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_learner_of_a_class_is_divided_by_the_same_best_member(tmp_path):
+    """A user's run that found a better member of the class (its cell's best is smaller) moves
+    the reference rows' C(H) too: all are divided by the smallest best recorded for the column."""
+    suite = bm.load_suite(write_suite(tmp_path))
+    ref = bm.run_benchmark(suite, tasks="rare", out=tmp_path / "r.jsonl", progress=False)
+    b = ref[0]["best_in_class_hellinger2"]
+    mine = [{**r, "algorithm": "mine", "best_in_class_hellinger2": b / 2, "hellinger2": r["hellinger2"] * 3} for r in ref]
+    _, labels = bm.suite_jobs(suite, tasks="rare")
+    table = bm.collect(suite, [(ref, labels), (mine, {"mine": "mine"})], tasks="rare", user=["mine"])
+    col = ("rare", 1)
+    for r in ref:
+        assert table.values["bc"][col][r["seed"]] == pytest.approx(r["hellinger2"] / (b / 2))
+        assert table.values["mine"][col][r["seed"]] == pytest.approx(3 * r["hellinger2"] / (b / 2))
+    # another class (a neural kind) keeps its own best
+    neural = [{**r, "algorithm": "nn", "best_in_class_hellinger2": b * 10, "best_in_class_method": "estimate: mlp",
+               "fit_log": {"policy_class": "mlp"}, "best_in_class_search": {"config": {"hidden": 8}}} for r in ref]
+    table = bm.collect(suite, [(ref, labels), (neural, {"nn": "nn"})], tasks="rare")
+    for r in ref:
+        assert table.values["nn"][col][r["seed"]] == pytest.approx(r["hellinger2"] / (b * 10))
+        assert table.values["bc"][col][r["seed"]] == pytest.approx(r["approx_factor"])

@@ -523,6 +523,11 @@ def collect(suite: Suite, sources, tasks=None, user=()) -> Table:
     for i, (records, labels) in enumerate(sources):
         order += list(labels.values())
         tagged += [(i, labels, rec) for rec in records]
+    from ar_agents.evaluation.report import _policy_class
+    from ar_agents.evaluation.sweep import WELL_SPECIFIED_BELOW
+
+    accepted = []
+    best: dict = {}  # (column, class) -> (the smallest best in class recorded there, its record)
     for i, labels, rec in tagged:
         if rec.get("suite") != suite.name or rec.get("algorithm") not in labels:
             continue
@@ -534,18 +539,31 @@ def collect(suite: Suite, sources, tasks=None, user=()) -> Table:
         spec = (rec["task"], json.dumps(rec.get("task_kwargs") or {}, sort_keys=True), h, rec["n_samples"],
                 rec.get("eval_samples"))
         t = by_spec.get(spec)
-        if t is None or not 0 <= rec["seed"] < t.seeds:
+        if t is None or not isinstance(rec.get("seed"), int) or not 0 <= rec["seed"] < t.seeds:
             continue
-        display = labels[rec["algorithm"]]
         col = (t.id, h)
+        accepted.append((labels[rec["algorithm"]], col, t, rec))
+        b = rec.get("best_in_class_hellinger2")
+        bkey = (col, _policy_class(rec))
+        if t.metric == "approx_factor" and b is not None and (bkey not in best or b < best[bkey][0]):
+            best[bkey] = (b, rec)
+    for display, col, t, rec in accepted:
         v = metric_value(rec, t.metric)
+        est = _estimated(rec, t.metric)
+        if t.metric == "approx_factor":
+            # C against the smallest best in class recorded for this column and class, so that every
+            # learner of a class (reference or yours) is divided by the same member
+            b, brec = best.get((col, _policy_class(rec)), (None, rec))
+            ok = v is not None and b is not None and b > WELL_SPECIFIED_BELOW and rec.get("hellinger2") is not None
+            v = rec["hellinger2"] / b if ok else None
+            est = est or not brec.get("best_in_class_exact", True)
         s = normalised_score(v, t.metric)
         if v is None or s is None:
-            raise ValueError(f"{rec['algorithm']} on {t.id} H={h} seed={rec['seed']} has no {t.metric} "
+            raise ValueError(f"{rec['algorithm']} on {t.id} H={col[1]} seed={rec['seed']} has no {t.metric} "
                              f"({rec.get('approx_factor_note') or 'not recorded'}); the suite cannot score it")
         values.setdefault(display, {}).setdefault(col, {})[rec["seed"]] = v
         scores.setdefault(display, {}).setdefault(col, {})[rec["seed"]] = s
-        estimated[(display, col)] = estimated.get((display, col), False) or _estimated(rec, t.metric)
+        estimated[(display, col)] = estimated.get((display, col), False) or est
     columns = [c for t in selected for c in t.columns]
     expected = {c: t.seeds for t in selected for c in t.columns}
     order = list(dict.fromkeys(order))
