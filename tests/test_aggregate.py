@@ -74,6 +74,21 @@ def test_performance_profile_on_a_tiny_array():
     np.testing.assert_allclose(A.performance_profile(x, taus, kind="task_means"), [1.0, 0.0, 0.0])
 
 
+def test_point_estimates_equal_rliable_on_a_fixed_case():
+    """Reference values printed by rliable 1.2.0 (``metrics.aggregate_iqm``, ``aggregate_mean``,
+    ``aggregate_median``, ``aggregate_optimality_gap`` with gamma 1 and 0.7,
+    ``probability_of_improvement``) in a separate environment with pandas < 3, on these arrays."""
+    x = np.array([[0.12, 0.95, 0.40], [0.33, 0.80, 0.40], [0.71, 1.10, 0.05], [0.50, 0.64, 0.90], [0.28, 0.77, 0.61]])
+    y = np.array([[0.30, 0.80, 0.40], [0.05, 0.99, 0.20], [0.71, 0.64, 0.55]])
+    ref = {"x": (0.5733333333333333, 0.5706666666666667, 0.472, 0.43600000000000005, 0.19799999999999995),
+           "y": (0.52, 0.5155555555555555, 0.38333333333333336, 0.48444444444444446, 0.22888888888888892)}
+    for name, a in (("x", x), ("y", y)):
+        got = (A.iqm(a), A.mean(a), A.median(a), A.optimality_gap(a), A.optimality_gap(a, gamma=0.7))
+        assert got == pytest.approx(ref[name], rel=1e-14, abs=1e-15)
+    assert A.probability_of_improvement(x, y) == pytest.approx(0.5666666666666668, rel=1e-14)
+    assert A.probability_of_improvement(y, x) == pytest.approx(0.43333333333333335, rel=1e-14)
+
+
 # ---------------------------------------------------------------- the bootstrap
 
 

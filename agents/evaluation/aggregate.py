@@ -412,8 +412,7 @@ def _poi_distribution(x: np.ndarray, y: np.ndarray, reps: int, rng) -> np.ndarra
     return np.concatenate(parts)
 
 
-def probability_of_improvement_ci(x, y, *, reps: int = 2000, alpha: float = 0.05, seed: int = 0,
-                                  _names: tuple[str, str] | None = None) -> Estimate:
+def probability_of_improvement_ci(x, y, *, reps: int = 2000, alpha: float = 0.05, seed: int = 0) -> Estimate:
     """:func:`probability_of_improvement` of X over Y with its stratified-bootstrap percentile
     interval: within each task the runs of X and the runs of Y are resampled with replacement
     independently of each other (``rliable``'s ``StratifiedIndependentBootstrap``)."""
@@ -421,10 +420,12 @@ def probability_of_improvement_ci(x, y, *, reps: int = 2000, alpha: float = 0.05
     alpha = _check_alpha(alpha)
     seed = _check_seed(seed)
     xa, ya = _check_pair(x, y)
-    rng = _rng(seed, *_names) if _names else _rng(seed)
-    dist = _poi_distribution(xa, ya, reps, rng)
-    lo, hi = _interval(dist, alpha)
-    return Estimate(float(_poi_b(xa, ya)), float(lo), float(hi))
+    return _poi_ci(xa, ya, reps, alpha, _rng(seed))
+
+
+def _poi_ci(x: np.ndarray, y: np.ndarray, reps: int, alpha: float, rng) -> Estimate:
+    lo, hi = _interval(_poi_distribution(x, y, reps, rng), alpha)
+    return Estimate(float(_poi_b(x, y)), float(lo), float(hi))
 
 
 def performance_profile_ci(scores, taus, *, kind: str = "runs", reps: int = 2000,
@@ -512,8 +513,7 @@ def aggregate_table(scores: Mapping, baseline_names: Sequence[str] | None = None
         for base in baselines:
             if base == alg:
                 continue
-            e = probability_of_improvement_ci(d[alg], d[base], reps=reps, alpha=alpha, seed=seed,
-                                              _names=(alg, base))
+            e = _poi_ci(d[alg], d[base], reps, alpha, _rng(seed, alg, base))
             poi.append({"algorithm": alg, "baseline": base, **_triple(*e)})
     return {"method": "stratified bootstrap, percentile interval", "reps": reps, "alpha": alpha,
             "seed": seed, "gamma": gamma, "n_tasks": int(next(iter(d.values())).shape[1]),
@@ -608,11 +608,6 @@ def plot_benchmark(per_task: Mapping, aggregates: dict, path: str | os.PathLike,
     format follows the suffix of ``path`` (``.png``, ``.pdf``, ``.svg``); it is written to a
     temporary file in the same directory and moved into place (never half-written). Returns the
     path. Legible up to about 10 algorithms x 15 task columns."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from ar_envs.fileio import atomic_path
-
     algs, labels, points, cis = _check_per_task(per_task)
     if not isinstance(aggregates, Mapping) or "metrics" not in aggregates or "algorithms" not in aggregates:
         raise ValueError("aggregates must be the dict returned by aggregate_table")
@@ -640,11 +635,15 @@ def plot_benchmark(per_task: Mapping, aggregates: dict, path: str | os.PathLike,
 
     if layout not in ("auto", "wide", "tall"):
         raise ValueError(f"layout must be 'auto', 'wide' or 'tall', got {layout!r}")
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from ar_envs.fileio import atomic_path
+
     n_alg, n_task = points.shape
     if layout == "auto":
         layout = "wide" if n_alg * n_task <= 40 else "tall"
-    from matplotlib import colormaps
-
     cmap = colormaps["tab10" if n_alg <= 10 else "tab20"]
     colors = [cmap(i % cmap.N) for i in range(n_alg)]
     n_side = len(metrics) + (1 if profiles is not None else 0)
