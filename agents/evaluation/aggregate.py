@@ -47,7 +47,7 @@ import math
 import numbers
 import os
 import zlib
-from typing import Callable, Mapping, NamedTuple, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -197,11 +197,12 @@ def _og_b(x: np.ndarray, gamma: float) -> np.ndarray:
 
 
 def _profile_b(x: np.ndarray, taus: np.ndarray, kind: str) -> np.ndarray:
+    # one threshold at a time: memory stays that of one resample stack, however many taus
     if kind == "runs":
-        n = x.shape[-2] * x.shape[-1]
-        flat = x.reshape(*x.shape[:-2], n, 1)
-        return (flat > taus).mean(axis=-2)
-    return (x.mean(axis=-2)[..., None] > taus).mean(axis=-2)
+        vals = x.reshape(*x.shape[:-2], x.shape[-2] * x.shape[-1])
+    else:
+        vals = x.mean(axis=-2)
+    return np.stack([(vals > tau).mean(axis=-1) for tau in taus], axis=-1)
 
 
 def _task_means_b(x: np.ndarray) -> np.ndarray:
