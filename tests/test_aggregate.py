@@ -164,6 +164,18 @@ def test_poi_bootstrap_matches_enumeration_of_independent_resamples():
     assert np.quantile(exact, 0.95) <= e.high <= np.quantile(exact, 1.0)
 
 
+def test_resampling_stays_within_each_column_and_columns_are_independent():
+    # runs 0 and 1 are perfectly correlated across the two tasks; a bootstrap that resampled whole
+    # rows would keep that (correlation 1), the stratified one draws each column on its own
+    x = np.array([[0.0, 100.0],
+                  [1.0, 101.0]])
+    dist = A.bootstrap_distribution(x, lambda s: s.mean(axis=-2), reps=5000, seed=0, batched=True)
+    assert dist.shape == (5000, 2)
+    assert dist[:, 0].min() >= 0 and dist[:, 0].max() <= 1
+    assert dist[:, 1].min() >= 100 and dist[:, 1].max() <= 101
+    assert abs(np.corrcoef(dist[:, 0], dist[:, 1])[0, 1]) < 0.06  # sd of r ~ 1/sqrt(5000) = 0.014
+
+
 def test_percentile_interval_is_the_quantiles_of_the_distribution():
     rng = np.random.default_rng(0)
     x = rng.uniform(size=(6, 4))
@@ -298,10 +310,13 @@ def test_plot_benchmark_writes_a_png_and_refuses_mismatched_inputs(tmp_path):
     scores, per_task, agg = _inputs()
     taus = np.linspace(0, 1, 5)
     prof = A.performance_profile_ci(scores, taus, reps=50)
-    out = A.plot_benchmark(per_task, agg, tmp_path / "fig.png", profiles=prof, taus=taus)
+    out = A.plot_benchmark(per_task, agg, tmp_path / "fig.png", profiles=prof, taus=taus, dpi=50)
     with open(out, "rb") as fh:
         assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == ["fig.png"]  # no temporary file left behind
+    A.plot_benchmark(per_task, agg, tmp_path / "fig.png", layout="tall", metrics=("optimality_gap",), dpi=50)
+    with open(out, "rb") as fh:
+        assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
 
     bad = dict(per_task)
     labels, point, ci = bad["alg1"]
@@ -318,4 +333,14 @@ def test_plot_benchmark_writes_a_png_and_refuses_mismatched_inputs(tmp_path):
         A.plot_benchmark(per_task, agg, tmp_path / "fig.jpg")
     with pytest.raises(ValueError, match="taus"):
         A.plot_benchmark(per_task, agg, tmp_path / "bad.png", profiles=prof)
+    with pytest.raises(ValueError, match="tuple"):
+        A.plot_benchmark({**per_task, "alg0": point}, agg, tmp_path / "bad.png")
+    with pytest.raises(ValueError, match="lower bound above"):
+        A.plot_benchmark({**per_task, "alg0": (labels, point, ci[:, ::-1] + [0, -1])}, agg, tmp_path / "bad.png")
+    with pytest.raises(ValueError, match="layout"):
+        A.plot_benchmark(per_task, agg, tmp_path / "bad.png", layout="square")
+    with pytest.raises(ValueError, match="metrics"):
+        A.plot_benchmark(per_task, agg, tmp_path / "bad.png", metrics=("iqr",))
+    with pytest.raises(ValueError, match="aggregate_table"):
+        A.plot_benchmark(per_task, {"iqm": 1}, tmp_path / "bad.png")
     assert [p.name for p in tmp_path.iterdir()] == ["fig.png"]
