@@ -39,6 +39,16 @@ does not change the intervals of the others.
 :func:`format_aggregate_table`), :func:`per_task_means` gives per-column means with intervals,
 and :func:`plot_benchmark` draws one figure: per-task grouped bars with intervals and the
 aggregate IQM / mean per algorithm (optionally a performance-profile panel).
+
+Example::
+
+    from ar_agents.evaluation import aggregate as agg
+    scores = {"bc": bc_scores, "mine": my_scores}          # each (n_seeds, n_cells)
+    table = agg.aggregate_table(scores, baseline_names=["bc"], reps=2000, seed=0)
+    print(agg.format_aggregate_table(table))
+    taus = np.linspace(0, 1, 21)
+    agg.plot_benchmark(agg.per_task_means(scores, cell_labels), table, "benchmark.png",
+                       profiles=agg.performance_profile_ci(scores, taus), taus=taus)
 """
 
 from __future__ import annotations
@@ -651,13 +661,13 @@ def plot_benchmark(per_task: Mapping, aggregates: dict, path: str | os.PathLike,
     bar_w_in = max(5.0, 0.11 * n_alg * n_task + 1.5)
     side_h = max(2.6, 0.28 * n_alg + 1.0)
     if layout == "wide":  # bars left, the aggregate panels to their right
-        fig = Figure(figsize=(min(30.0, bar_w_in + 2.6 * n_side), max(4.2, side_h)), dpi=dpi)
-        gs = fig.add_gridspec(1, 1 + n_side, width_ratios=[bar_w_in] + [2.4] * n_side, wspace=0.35)
+        fig = Figure(figsize=(min(30.0, bar_w_in + 2.6 * n_side), max(4.2, side_h)), dpi=dpi, layout="constrained")
+        gs = fig.add_gridspec(1, 1 + n_side, width_ratios=[bar_w_in] + [2.4] * n_side)
         bar_spec, side_specs = gs[0, 0], [gs[0, 1 + j] for j in range(n_side)]
     else:  # bars across the top, the aggregate panels in a row below
         fig_w = min(24.0, max(bar_w_in, 3.2 * n_side + 2.0))
-        fig = Figure(figsize=(fig_w, 4.2 + side_h + 1.0), dpi=dpi)
-        gs = fig.add_gridspec(2, n_side, height_ratios=[4.2, side_h], hspace=0.55, wspace=0.3)
+        fig = Figure(figsize=(fig_w, 4.2 + side_h + 1.0), dpi=dpi, layout="constrained")
+        gs = fig.add_gridspec(2, n_side, height_ratios=[4.2, side_h])
         bar_spec, side_specs = gs[0, :], [gs[1, j] for j in range(n_side)]
     FigureCanvasAgg(fig)
 
