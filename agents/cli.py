@@ -277,7 +277,7 @@ def cmd_benchmark(args) -> int:
     if table.algorithms:
         plot = args.plot or os.path.join(os.path.dirname(os.path.abspath(out)) if out else "results", f"{suite.name}-benchmark.png")
         _check_plots_dir(os.path.dirname(os.path.abspath(plot)))
-        print(f"\nplot: {bm.plot_comparison(table, aggs, plot, reps=reps)}")
+        print("\nplots: " + ", ".join(bm.plot_comparison(table, aggs, plot, reps=reps)))
     return 0
 
 

@@ -202,7 +202,8 @@ def test_a_user_algorithm_by_import_path_is_compared_with_the_reference(tmp_path
     poi = aggs["misspecified"]["poi"]
     assert set(poi) == {("my_alg_mod:Mine", "bc"), ("my_alg_mod:Mine", "hbc")}
     assert poi[("my_alg_mod:Mine", "hbc")][3] == 2  # hbc runs on the two tb columns only
-    png = bm.plot_comparison(table, aggs, str(tmp_path / "fig.png"), reps=200)
+    (png,) = bm.plot_comparison(table, aggs, str(tmp_path / "fig.png"), reps=200)
+    assert png == str(tmp_path / "fig-misspecified.png")
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
 

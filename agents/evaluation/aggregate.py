@@ -592,9 +592,14 @@ def _check_per_task(per_task) -> tuple[list[str], list[str], np.ndarray, np.ndar
             raise ValueError(f"per_task[{alg!r}] point must have shape ({t},) to match its labels, got {point.shape}")
         if ci.shape != (t, 2):
             raise ValueError(f"per_task[{alg!r}] ci must have shape ({t}, 2), got {ci.shape}")
-        if not (np.isfinite(point).all() and np.isfinite(ci).all()):
-            raise ValueError(f"per_task[{alg!r}] has a non-finite point or interval bound")
-        if (ci[:, 0] > ci[:, 1]).any():
+        # a column an algorithm was not run on is NaN in the point and both bounds (no bar)
+        absent = np.isnan(point) & np.isnan(ci).all(axis=-1) if ci.shape == (t, 2) else np.zeros(t, bool)
+        if not (np.isfinite(point[~absent]).all() and np.isfinite(ci[~absent]).all()):
+            raise ValueError(f"per_task[{alg!r}] has a non-finite point or interval bound (a column without a run "
+                             "is NaN in the point and both bounds)")
+        if absent.all():
+            raise ValueError(f"per_task[{alg!r}] has no column with a run")
+        if (ci[~absent, 0] > ci[~absent, 1]).any():
             raise ValueError(f"per_task[{alg!r}] ci has a lower bound above its upper bound")
         points.append(point)
         cis.append(ci)
@@ -614,7 +619,8 @@ def plot_benchmark(per_task: Mapping, aggregates: dict, path: str | os.PathLike,
     ``layout``: ``"wide"`` (aggregates right of the bars), ``"tall"`` (aggregates in a row below
     the bars) or ``"auto"`` (wide up to 40 bars, tall beyond).
 
-    ``per_task``: ``{alg: (labels, point (T,), ci (T, 2))}`` (e.g. :func:`per_task_means`); the
+    ``per_task``: ``{alg: (labels, point (T,), ci (T, 2))}`` (e.g. :func:`per_task_means`; a
+    column an algorithm was not run on is NaN in its point and both bounds, and gets no bar); the
     algorithms of ``per_task``, ``aggregates`` (and ``profiles``) must be the same. The file
     format follows the suffix of ``path`` (``.png``, ``.pdf``, ``.svg``); it is written to a
     temporary file in the same directory and moved into place (never half-written). Returns the
@@ -687,7 +693,8 @@ def plot_benchmark(per_task: Mapping, aggregates: dict, path: str | os.PathLike,
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
     ax.set_title("per task (95% intervals)" if title is None else title, fontsize=10)
-    ax.legend(ncol=min(n_alg, 5), fontsize=7, frameon=False, loc="lower left", bbox_to_anchor=(0, 1.06))
+    # the legend across the top of the figure (inside the bars' axes it would steal their width)
+    fig.legend(*ax.get_legend_handles_labels(), ncol=min(n_alg, 6), fontsize=7, frameon=False, loc="outside upper center")
 
     names = {"iqm": "IQM", "mean": "mean", "median": "median", "optimality_gap": "optimality gap"}
     ys = np.arange(n_alg)[::-1]
@@ -703,7 +710,7 @@ def plot_benchmark(per_task: Mapping, aggregates: dict, path: str | os.PathLike,
         a.set_ylim(-0.7, n_alg - 0.3)
         a.set_title(names[m] + (" (lower is better)" if m == "optimality_gap" else ""), fontsize=10)
         a.grid(axis="x", alpha=0.3)
-        a.set_xlabel(ylabel, fontsize=8)
+        a.set_xlabel("score", fontsize=8)
         a.tick_params(axis="x", labelsize=8)
     if profiles is not None:
         a = fig.add_subplot(side_specs[-1])

@@ -605,8 +605,8 @@ def _seed_interval(values: np.ndarray, reps: int, seed: int) -> tuple[float, flo
     """The mean over seeds and its 95% percentile-bootstrap interval over seeds."""
     from ar_agents.evaluation import aggregate
 
-    point, (lo, hi) = aggregate.stratified_bootstrap_ci(values.reshape(-1, 1), aggregate.mean, reps=reps, seed=seed)
-    return float(point), float(lo), float(hi)
+    e = aggregate.stratified_bootstrap_ci(values.reshape(-1, 1), "mean", reps=reps, seed=seed)
+    return float(e.point), float(e.low), float(e.high)
 
 
 def _num(x: float) -> str:
@@ -650,9 +650,9 @@ def aggregates(table: Table, reps: int = 2000, seed: int = 0) -> dict:
         rows = {}
         for a, s in scores.items():
             rows[a] = {"columns": len(coverage[a]), "of": len(cols), "runs": s.shape[0]}
-            for name, stat in (("iqm", aggregate.iqm), ("mean", aggregate.mean), ("median", aggregate.median)):
-                point, (lo, hi) = aggregate.stratified_bootstrap_ci(s, stat, reps=reps, seed=seed)
-                rows[a][name] = (float(point), float(lo), float(hi))
+            for name in ("iqm", "mean", "median"):
+                e = aggregate.stratified_bootstrap_ci(s, name, reps=reps, seed=seed)
+                rows[a][name] = (float(e.point), float(e.low), float(e.high))
         poi = {}
         for u in table.user:
             if u not in scores:
@@ -665,8 +665,8 @@ def aggregates(table: Table, reps: int = 2000, seed: int = 0) -> dict:
                     continue
                 x = np.stack([table.scores[u][c] for c in common], axis=1)
                 y = np.stack([table.scores[b][c] for c in common], axis=1)
-                point, (lo, hi) = aggregate.probability_of_improvement_ci(x, y, reps=reps, seed=seed)
-                poi[(u, b)] = (float(point), float(lo), float(hi), len(common))
+                e = aggregate.probability_of_improvement_ci(x, y, reps=reps, seed=seed)
+                poi[(u, b)] = (float(e.point), float(e.low), float(e.high), len(common))
         out[group] = {"columns": cols, "rows": rows, "poi": poi, "scores": scores}
     return out
 
@@ -748,27 +748,37 @@ def format_comparison(table: Table, aggs: dict, reps: int = 2000, seed: int = 0)
     return "\n".join(lines)
 
 
-def plot_comparison(table: Table, aggs: dict, path: str, reps: int = 2000, seed: int = 0) -> str:
-    """One figure per suite: per (task, horizon) bars of the normalised score with 95% intervals
-    over seeds, and each group's aggregate IQM with its stratified-bootstrap interval."""
+def plot_comparison(table: Table, aggs: dict, path: str, reps: int = 2000, seed: int = 0) -> list[str]:
+    """One figure per group of tasks (``<path stem>-<group>.png``): per (task, horizon) bars of the
+    normalised score with 95% intervals over seeds (no bar where an algorithm was not run), and
+    each algorithm's aggregate IQM and mean with their stratified-bootstrap intervals."""
     from ar_agents.evaluation import aggregate
 
-    per_task = {}
-    for a in table.algorithms:
-        labels, points, cis = [], [], []
-        for c in table.columns:
-            s = table.scores[a].get(c)
-            labels.append(f"{c[0]} {c[1]}")
-            if s is None:
-                points.append(np.nan)
-                cis.append((np.nan, np.nan))
-                continue
-            m, lo, hi = _seed_interval(s, reps, seed)
-            points.append(m)
-            cis.append((lo, hi))
-        per_task[a] = (labels, np.array(points), np.array(cis))
-    return aggregate.plot_benchmark(per_task, {g: {a: r["iqm"] for a, r in agg["rows"].items()} for g, agg in aggs.items()},
-                                    path, title=f"{table.suite.name}: normalised scores (1 is best)")
+    stem, ext = os.path.splitext(os.fspath(path))
+    written = []
+    for group, agg in aggs.items():
+        cols = agg["columns"]
+        per_task, metrics = {}, {}
+        for a, row in agg["rows"].items():
+            points, cis = [], []
+            for c in cols:
+                s = table.scores[a].get(c)
+                if s is None:
+                    points.append(np.nan)
+                    cis.append((np.nan, np.nan))
+                else:
+                    m, lo, hi = _seed_interval(s, reps, seed)
+                    points.append(m)
+                    cis.append((lo, hi))
+            per_task[a] = ([f"{c[0]} {c[1]}" for c in cols], np.array(points), np.array(cis))
+            metrics[a] = {k: dict(zip(("point", "low", "high"), row[k])) for k in ("iqm", "mean")}
+        metric = " / ".join(sorted({SCORE_TEXT[table.suite.task(c[0]).metric] for c in cols}))
+        out = f"{stem}-{group}{ext or '.png'}"
+        written.append(aggregate.plot_benchmark(
+            per_task, {"algorithms": list(per_task), "metrics": metrics}, out,
+            title=f"{table.suite.name}, {group} tasks: {metric} per (task, horizon), 95% intervals over seeds",
+            ylabel=f"normalised score ({metric})"))
+    return written
 
 
 def reference_path(suite: Suite) -> Path:
