@@ -247,6 +247,8 @@ def cmd_benchmark(args) -> int:
     algo_args = parse_name_values(args.algo_arg, "--algo-arg")
     run = dict(tasks=tasks, workers=args.workers, threads=args.threads, progress=not args.quiet)
     _, ref_labels = bm.suite_jobs(suite, None, tasks)
+    if algs:  # bad algorithms and arguments fail before anything runs
+        _, user_labels = bm.suite_jobs(suite, algs, tasks, algo_args)
     sources, user = [], []
     out = args.out
     if args.reference:
@@ -261,7 +263,6 @@ def cmd_benchmark(args) -> int:
     sources.append((ref, ref_labels))
     if algs:
         out = out or os.path.join("results", f"{suite.name}-benchmark.jsonl")
-        _, user_labels = bm.suite_jobs(suite, algs, tasks, algo_args)
         clash = set(user_labels.values()) & set(ref_labels.values())
         user_labels = {k: (f"{v} (yours)" if v in clash else v) for k, v in user_labels.items()}
         recs = bm.run_benchmark(suite, algs, algo_args=algo_args, out=out, **run)

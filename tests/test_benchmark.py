@@ -227,3 +227,42 @@ def test_every_learner_of_a_class_is_divided_by_the_same_best_member(tmp_path):
     for r in ref:
         assert table.values["nn"][col][r["seed"]] == pytest.approx(r["hellinger2"] / (b * 10))
         assert table.values["bc"][col][r["seed"]] == pytest.approx(r["approx_factor"])
+
+
+def test_cli_reference_then_yours(tmp_path, capsys, monkeypatch):
+    from ar_agents.cli import main
+
+    suite = write_suite(tmp_path)
+    ref = str(tmp_path / "ref.jsonl")
+    assert main(["benchmark", "--suite", suite, "--tasks", "rare", "--reference", "--out", ref, "--quiet", "--reps", "200"]) == 0
+    out = capsys.readouterr().out
+    assert "## rare: rare-token" in out and "## aggregate over the misspecified tasks" in out
+    assert os.path.exists(tmp_path / "tiny-v1-benchmark-misspecified.png")
+    mine = str(tmp_path / "mine.jsonl")
+    assert main(["benchmark", "--suite", suite, "--tasks", "rare", "--reference-results", ref, "--algorithm", "bc",
+                 "--algo-arg", "max_iter=50", "--out", mine, "--quiet", "--reps", "200"]) == 0
+    out = capsys.readouterr().out
+    assert "> bc[max_iter=50]" in out and "\n  bc " in out and "P(bc[max_iter=50] > it)" in out
+    # the shipped reference file is another suite's: nothing of it is pooled into tiny-v1
+    assert main(["benchmark", "--suite", suite, "--tasks", "rare", "--quiet", "--reps", "200"]) == 0
+    captured = capsys.readouterr()
+    assert "no reference results of tiny-v1" in captured.err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--reference", "--algorithm", "bc"], "without --algorithm"),
+    (["--algo-arg", "max_iter=3"], "--algo-arg applies"),
+    (["--tasks", "nope"], "no task 'nope'"),
+    (["--reps", "5"], "reps"),
+    (["--algorithm", "nope"], "must be a known name"),
+    (["--algorithm", ","], "--algorithm must name"),
+    (["--suite", "arb-v0"], "neither a shipped suite"),
+])
+def test_cli_errors_are_one_line(tmp_path, capsys, argv, message):
+    from ar_agents.cli import main
+
+    argv = ["benchmark", "--out", str(tmp_path / "x.jsonl"), "--quiet"] + (
+        [] if "--suite" in argv else ["--suite", write_suite(tmp_path)]) + argv
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1

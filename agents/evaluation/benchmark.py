@@ -343,7 +343,8 @@ def suite_jobs(suite: Suite, algorithms=None, tasks=None, algo_args: dict | None
         if algorithms is None:
             built = [(a.label, build_for_task(a.name, task, a.args)) for a in task.algorithms]
         else:
-            built = [(spec, build_for_task(spec, task, algo_args)) for spec in algorithms]
+            suffix = ",".join(f"{k}={v}" for k, v in sorted((algo_args or {}).items()))
+            built = [(f"{spec}[{suffix}]" if suffix else spec, build_for_task(spec, task, algo_args)) for spec in algorithms]
         for display, alg in built:
             label = alg if isinstance(alg, str) else alg.name
             labels[label] = display
