@@ -266,3 +266,29 @@ def test_cli_errors_are_one_line(tmp_path, capsys, argv, message):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_the_bagged_bc_example_is_in_the_class_and_runs_on_the_benchmark(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.syspath_prepend(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from examples.bagged_bc import BaggedBC
+    from ar_agents.policies.loglinear import LogLinearPolicy
+
+    suite = bm.load_suite(write_suite(tmp_path))
+    recs = bm.run_benchmark(suite, ["examples.bagged_bc:BaggedBC"], tasks="rare", out=tmp_path / "b.jsonl", progress=False)
+    assert len(recs) == 2 and all(r["fit_log"]["bags"] == 5 and r["approx_factor"] >= 1 - 1e-9 for r in recs)
+    from ar_envs.data import generate
+    from ar_envs.tasks import get_task_class
+
+    task = get_task_class("rare-token")(horizon=1, delta=0.05)
+    demos = generate(task, 50, seed=0)
+    one = BaggedBC(bags=1).fit(task, demos, 3)
+    assert isinstance(one, LogLinearPolicy)
+    # one bag is BC on one bootstrap resample: the same draw, refitted by hand
+    from ar_agents.algorithms import BC
+    from ar_envs.data import Demonstrations
+
+    i = np.random.default_rng(3).integers(0, 50, 50)
+    ref = BC().fit(task, Demonstrations(demos.contexts[i], demos.sequences[i]), 3)
+    np.testing.assert_allclose(one.theta, ref.theta)

@@ -689,11 +689,11 @@ def format_comparison(table: Table, aggs: dict, reps: int = 2000, seed: int = 0)
         from ar_envs.tasks import get_task_class
 
         harg = get_task_class(task.task).horizon_arg
-        args = " ".join(f"{k}={_num(v) if isinstance(v, float) else v}" for k, v in task.task_args.items())
+        args = "".join(f" {k}={_num(v) if isinstance(v, float) else v}" for k, v in task.task_args.items())
         cls = "log-linear class" if task.policy is None else (
             task.policy + ("(" + ",".join(f"{k}={v}" for k, v in task.policy_args.items()) + ")" if task.policy_args else ""))
         lines.append("")
-        lines.append(f"## {task.id}: {task.task} {args} | {METRIC_TEXT[task.metric]} | {cls}; "
+        lines.append(f"## {task.id}: {task.task}{args} | {METRIC_TEXT[task.metric]} | {cls}; "
                      f"{task.seeds} seeds x {task.n_samples} demonstrations")
         if task.note:
             lines.append(f"   ({task.note})")
