@@ -190,9 +190,9 @@ class Progress:
     def inner(self, cell, stage: str, i: int, total: int | None) -> None:
         """A running cell's loop reported progress."""
         self.stages.setdefault(cell, Stages()).update(stage, i, total)
-        self.current = cell
-        if self.bar is not None and time.monotonic() - self._last_postfix >= 0.2:
-            self._postfix()
+        new_cell, self.current = cell != self.current, cell
+        if self.bar is not None and (new_cell or time.monotonic() - self._last_postfix >= 0.2):
+            self._postfix()  # at most five times a second, and whenever another cell reports
         self._emit("inner", cell=cell, stage=stage, stage_i=i, stage_total=total)
 
     def cell_done(self, cell, rec: dict) -> None:
