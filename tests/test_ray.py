@@ -53,7 +53,7 @@ def ray_local(tmp_path_factory):
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join([str(mods)] + ([old] if old else []))  # the workers import it
     try:
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="warning")
     finally:
         if old is None:
             del os.environ["PYTHONPATH"]

@@ -996,10 +996,16 @@ def init_ray(workers: int | None = None, threads: int = 1, address: str | None =
 
         opts = dict(logging_level=logging.WARNING, log_to_driver=True)
         if address is not None:
-            ray.init(address=address, **opts)
+            try:
+                ray.init(address=address, **opts)
+            except ConnectionError as exc:
+                hint = ("; a cluster started by `ray start` (Ray >= 2.59) checks a token: set RAY_AUTH_MODE=token here, "
+                        "with its token in ~/.ray/auth_token or RAY_AUTH_TOKEN" if not os.environ.get("RAY_AUTH_MODE") else "")
+                raise ConnectionError(f"{exc}{hint}") from None
         else:
             cpus = workers * threads if workers is not None else (os.cpu_count() or 1)
-            ray.init(num_cpus=max(cpus, threads), include_dashboard=False, **opts)
+            # "local": a new Ray of our own, never one that `ray start` left running on this machine
+            ray.init(address="local", num_cpus=max(cpus, threads), include_dashboard=False, **opts)
     return ray
 
 
