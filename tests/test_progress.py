@@ -155,3 +155,25 @@ def test_worker_processes_forward_their_inner_progress(tmp_path, small_neural_be
     for rec in recs:  # each cell's first epoch report always gets through the throttle
         assert any(e.kind == "inner" and e.cell.horizon == rec["horizon"] and (e.stage, e.stage_i) == ("epoch", 1)
                    for e in events)
+
+
+def test_ppo_reports_its_steps_and_listening_changes_no_number():
+    import torch
+
+    from ar_agents.algorithms.ppo import PPO
+    from ar_envs.data import generate
+    from ar_envs.tasks import TwoBranch
+
+    task = TwoBranch(horizon=4, eps=0.1)
+    demos = generate(task, 20, seed=0)
+
+    def fit():
+        return PPO(policy="linear", total_timesteps=512, n_steps=64, n_envs=4, eval_episodes=20).fit(task, demos, 0)
+
+    quiet = fit()
+    got = []
+    with pg.listen(lambda *a: got.append(a)):
+        heard = fit()
+    assert got == [("ppo step", 256, 512), ("ppo step", 512, 512)]  # one report per roll-out of 4 x 64 steps
+    for a, b in zip(quiet.state_dict().values(), heard.state_dict().values()):
+        assert torch.equal(a, b)
