@@ -177,3 +177,21 @@ def test_ppo_reports_its_steps_and_listening_changes_no_number():
     assert got == [("ppo step", 256, 512), ("ppo step", 512, 512)]  # one report per roll-out of 4 x 64 steps
     for a, b in zip(quiet.state_dict().values(), heard.state_dict().values()):
         assert torch.equal(a, b)
+
+
+@pytest.mark.slow
+def test_a_failing_cell_in_a_worker_process_does_not_stop_the_others(tmp_path, monkeypatch):
+    (tmp_path / "boom_algos.py").write_text(
+        "from ar_agents.algorithms import get_algorithm\n"
+        "class Boom:\n"
+        "    def fit(self, task, demos, seed):\n"
+        "        if seed == 1:\n"
+        "            raise FloatingPointError(f'the loss is not finite (seed 1, H={task.horizon})')\n"
+        "        return get_algorithm('bc').fit(task, demos, seed)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))  # the spawned workers get this sys.path
+    events, out = [], tmp_path / "r.jsonl"
+    with pytest.raises(FloatingPointError, match=r"seed 1, H=[34]"):
+        sweep("two-branch", [3, 4], ["boom_algos:Boom"], seeds=2, n_samples=60, eval_samples=200, workers=2, out=out,
+              progress=events.append)
+    assert sorted((e.cell.horizon, e.cell.seed) for e in events if e.kind == "failed") == [(3, 1), (4, 1)]
+    assert sorted((r["horizon"], r["seed"]) for r in ResultsFile(out).records()) == [(3, 0), (4, 0)]

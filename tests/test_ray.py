@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -30,6 +31,11 @@ class DiesOnce:
         if seed == 1 and not os.path.exists(marker):
             open(marker, "w").close()
             os.kill(os.getpid(), signal.SIGKILL)
+        return get_algorithm("bc").fit(task, demos, seed)
+
+class Chatty:
+    def fit(self, task, demos, seed):
+        print("a line from a worker")
         return get_algorithm("bc").fit(task, demos, seed)
 
 class DiesWhileSwitched:
@@ -52,6 +58,7 @@ def ray_local(tmp_path_factory):
     sys.path.insert(0, str(mods))
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join([str(mods)] + ([old] if old else []))  # the workers import it
+    os.environ.setdefault("RAY_TQDM_PATCH_PRINT", "0")  # as run_cells does (see init_ray)
     try:
         ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="warning")
     finally:
@@ -62,6 +69,23 @@ def ray_local(tmp_path_factory):
     yield flags
     ray.shutdown()
     sys.path.remove(str(mods))
+
+
+def test_a_ray_run_leaves_this_process_print_alone(ray_local, capsys):
+    import builtins
+
+    from ar_agents.evaluation.sweep import sweep
+
+    before = builtins.print
+    sweep("two-branch", [3], ["mortal_algos:Chatty"], seeds=1, n_samples=50, eval_samples=200, progress=False,
+          backend="ray")
+    assert builtins.print is before
+    out, deadline = "", time.monotonic() + 20
+    while "a line from a worker" not in out and time.monotonic() < deadline:  # forwarded a moment later
+        time.sleep(0.2)
+        out += capsys.readouterr().out
+    assert "a line from a worker" in out  # the workers' output is shown here
+    assert builtins.print is before
 
 
 def _strip(recs):

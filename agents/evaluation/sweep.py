@@ -994,6 +994,9 @@ def init_ray(workers: int | None = None, threads: int = 1, address: str | None =
     if not ray.is_initialized():
         import logging
 
+        # the workers' output is shown here (log_to_driver); Ray's handler of it would otherwise
+        # replace builtins.print in this process for good (ray.experimental.tqdm_ray)
+        os.environ.setdefault("RAY_TQDM_PATCH_PRINT", "0")
         opts = dict(logging_level=logging.WARNING, log_to_driver=True)
         if address is not None:
             try:
