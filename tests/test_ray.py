@@ -119,6 +119,10 @@ def test_ray_cells_give_the_local_numbers(ray_local, tmp_path, small_neural_best
     assert sorted(_strip(ResultsFile(tmp_path / "ray.jsonl").records()), key=json.dumps) == sorted(_strip(on_ray), key=json.dumps)
     kinds = [e.kind for e in events]
     assert kinds[0] == "start" and kinds[-1] == "end" and kinds.count("done") == 6 and "failed" not in kinds
+    # the workers' inner progress reached the driver (each cell's first epoch report passes the throttle)
+    assert {e.stage for e in events if e.kind == "inner" and e.cell.algorithm == "bc[linear]"} >= {"epoch"}
+    for i, e in enumerate(events):  # never an inner event of a finished cell
+        assert e.kind != "inner" or not any(d.kind == "done" and d.cell == e.cell for d in events[:i])
 
 
 def _keys(path):

@@ -148,6 +148,7 @@ class Progress:
         self.total = self.done = self.failed = 0
         self.bar = None
         self.stages: dict[Any, Stages] = {}
+        self.finished: set = set()  # a worker's late inner report of a finished cell is dropped
         self.current = None  # the cell whose inner stages the bar shows
         self.t0 = time.perf_counter()
         self._last_postfix = 0.0
@@ -189,6 +190,8 @@ class Progress:
 
     def inner(self, cell, stage: str, i: int, total: int | None) -> None:
         """A running cell's loop reported progress."""
+        if cell in self.finished:
+            return
         self.stages.setdefault(cell, Stages()).update(stage, i, total)
         new_cell, self.current = cell != self.current, cell
         if self.bar is not None and (new_cell or time.monotonic() - self._last_postfix >= 0.2):
@@ -197,6 +200,7 @@ class Progress:
 
     def cell_done(self, cell, rec: dict) -> None:
         self.done += 1
+        self.finished.add(cell)
         self.stages.pop(cell, None)
         if self.show:
             self._line(record_line(rec, self.done + self.failed, self.total, time.perf_counter() - self.t0))
@@ -209,6 +213,7 @@ class Progress:
 
     def cell_failed(self, cell, error: str) -> None:
         self.failed += 1
+        self.finished.add(cell)
         self.stages.pop(cell, None)
         if self.show:
             self._line(f"[{self.done + self.failed}/{self.total}] {cell_label(cell)}: FAILED: {error}")
