@@ -656,7 +656,7 @@ def sweep(
     n_samples: int = 1000,
     eval_samples: int = 20_000,
     out: str | os.PathLike | None = None,
-    workers: int | None = 1,
+    workers: int | None = None,
     threads: int = 1,
     progress=True,
     backend: str = "local",
@@ -666,7 +666,8 @@ def sweep(
 
     ``task``: a catalogue name, an import path ``pkg.mod:Class`` or a Task subclass.
     ``algorithms``: names, import paths, classes or instances (see ``ar_agents.algorithms.base``).
-    ``workers > 1`` runs cells in that many processes (they die with this one). Every cell runs
+    ``workers > 1`` runs cells in that many processes (they die with this one; ``None``: one
+    process, or all cores on Ray). Every cell runs
     with ``threads`` torch threads, whatever ``workers`` is, so the numbers do not depend on
     ``workers`` (torch's reductions are split by thread count; the record notes
     ``torch_threads``); keep ``workers * threads`` at most the number of CPUs.
@@ -784,7 +785,7 @@ def import_ray():
     return ray
 
 
-def run_cells(jobs, results=None, *, workers: int | None = 1, threads: int = 1, progress=True,
+def run_cells(jobs, results=None, *, workers: int | None = None, threads: int = 1, progress=True,
               stack: contextlib.ExitStack | None = None, backend: str = "local", address: str | None = None) -> list[dict]:
     """Run ``jobs``, a list of ``(Cell, algorithm)`` pairs (an algorithm as :func:`run_cell` takes
     it), appending each record to ``results`` (an open :class:`ResultsFile`, or ``None``) as it
@@ -794,8 +795,8 @@ def run_cells(jobs, results=None, *, workers: int | None = 1, threads: int = 1, 
     (and with this process's :data:`NEURAL_BEST_OPTIONS`), wherever it runs, so the numbers do not
     depend on the backend or the number of workers.
 
-    ``backend="local"``: in this process, or with ``workers > 1`` in that many spawned processes
-    that die with this one. ``backend="ray"``: every cell is a Ray task declaring ``threads`` CPUs;
+    ``backend="local"``: in this process (``workers`` ``None`` or 1), or with ``workers > 1`` in
+    that many spawned processes that die with this one. ``backend="ray"``: every cell is a Ray task declaring ``threads`` CPUs;
     records stream back here as tasks finish (``ray.wait``). A task whose worker dies is run again
     (up to :data:`RAY_MAX_RETRIES` times), then counted as failed (:class:`CellLostError`). Ray is
     used as it is if this process already called ``ray.init``; otherwise it is started on this
