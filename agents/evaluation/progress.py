@@ -155,8 +155,9 @@ class Progress:
 
     @property
     def active(self) -> bool:
-        """Whether anything listens (inner reports are forwarded from workers only then)."""
-        return self.show or self.callback is not None
+        """Whether inner reports are wanted: by a callback, or a bar to show them on (the plain
+        lines do not show them; workers forward them only when wanted)."""
+        return self.tty or self.callback is not None
 
     def _emit(self, kind: str, **kw) -> None:
         if self.callback is not None:
