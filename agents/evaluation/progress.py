@@ -179,14 +179,14 @@ class Progress:
             self._postfix()
         self._emit("start")
 
-    def _postfix(self) -> None:
+    def _postfix(self, refresh: bool = True) -> None:
         if self.bar is None:
             return
         parts = [f"failed {self.failed}"] if self.failed else []
         stages = self.stages.get(self.current)
         if stages is not None and stages.values:
             parts.append(f"{cell_label(self.current)}: {stages.text()}")
-        self.bar.set_postfix_str(", ".join(parts), refresh=True)
+        self.bar.set_postfix_str(", ".join(parts), refresh=refresh)
         self._last_postfix = time.monotonic()
 
     def inner(self, cell, stage: str, i: int, total: int | None) -> None:
@@ -205,11 +205,7 @@ class Progress:
         self.stages.pop(cell, None)
         if self.show:
             self._line(record_line(rec, self.done + self.failed, self.total, time.perf_counter() - self.t0))
-        if self.bar is not None:
-            self.bar.update(1)
-            if self.current == cell:
-                self.current = next(iter(self.stages), None)
-            self._postfix()
+        self._advance(cell)
         self._emit("done", cell=cell, record=rec)
 
     def cell_failed(self, cell, error: str) -> None:
@@ -218,12 +214,17 @@ class Progress:
         self.stages.pop(cell, None)
         if self.show:
             self._line(f"[{self.done + self.failed}/{self.total}] {cell_label(cell)}: FAILED: {error}")
-        if self.bar is not None:
-            self.bar.update(1)
-            if self.current == cell:
-                self.current = next(iter(self.stages), None)
-            self._postfix()
+        self._advance(cell)
         self._emit("failed", cell=cell, error=error)
+
+    def _advance(self, cell) -> None:
+        """One more cell on the bar, which then shows another running cell's stages (if any)."""
+        if self.bar is None:
+            return
+        if self.current == cell:
+            self.current = next(iter(self.stages), None)
+        self._postfix(refresh=False)
+        self.bar.update(1)
 
     def close(self) -> None:
         if self.bar is not None:
