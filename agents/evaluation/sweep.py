@@ -9,7 +9,8 @@ Results are appended to a JSON-lines file whose first line is a header naming th
 rerun with the same file skips finished cells (:func:`cell_key`: every argument that changes a
 number), and a file that is not ours, or not a regular file, is refused (never overwritten).
 One sweep at a time writes to a file (a lock), each record is written whole or the sweep stops
-with an error, and ``workers > 1`` gives the same numbers as one process (:func:`sweep`).
+with an error, and ``workers > 1`` or ``backend="ray"`` (cells as Ray tasks, on this machine or a
+cluster) gives the same numbers as one process (:func:`sweep`, :func:`run_cells`).
 """
 
 from __future__ import annotations
@@ -970,11 +971,17 @@ def _stop_pool(pool: ProcessPoolExecutor) -> None:
 # ---------------------------------------------------------------- Ray
 
 
+_RAY_WORKER_ARMED = False
+
+
 def _ray_cell(k: int, cell: Cell, algorithm, threads: int, neural_options: dict, queue=None):
     """Cell number ``k`` as a Ray task: the sweep's torch threads and neural best-in-class budget
     (a Ray worker process runs many tasks: both are set for each), inner progress sent to the
     driver's ``queue`` (at most twice a second)."""
-    global NEURAL_BEST_OPTIONS
+    global NEURAL_BEST_OPTIONS, _RAY_WORKER_ARMED
+    if not _RAY_WORKER_ARMED:  # a worker outliving its raylet (the sweep killed) stops at once, not after its cell
+        _RAY_WORKER_ARMED = True
+        _die_with_parent(os.getppid())
     _set_torch_threads(threads)
     NEURAL_BEST_OPTIONS = dict(neural_options)
     if queue is None:
@@ -1030,7 +1037,8 @@ def _run_ray(jobs, workers, threads, address, finish, fail, prog) -> None:
     pending = list(refs)
     try:
         while pending:
-            ready, pending = ray.wait(pending, num_returns=1, timeout=0.25 if queue is not None else None)
+            # a finite wait: Ctrl-C is only handled between two calls (Ray blocks signals inside)
+            ready, pending = ray.wait(pending, num_returns=1, timeout=0.25 if queue is not None else 1.0)
             if queue is not None:
                 _drain(queue, jobs, prog, lambda: queue.get_nowait())
             for ref in ready:
