@@ -535,14 +535,14 @@ def _set_torch_threads(threads: int) -> int:
     return before
 
 
-def _die_with_parent(parent_pid: int) -> None:
+def _die_with_parent(parent_pid: int, pdeathsig: bool = True) -> None:
     """Exit when the process ``parent_pid`` is gone: on Linux the kernel sends SIGKILL at once
-    (``prctl(PR_SET_PDEATHSIG)``); everywhere a watchdog thread checks every half second that
+    (``prctl(PR_SET_PDEATHSIG)``, unless ``pdeathsig=False``); everywhere a watchdog thread checks every half second that
     the parent is still this process's parent."""
     import signal
     import threading
 
-    if sys.platform.startswith("linux"):
+    if pdeathsig and sys.platform.startswith("linux"):
         try:
             import ctypes
 
@@ -981,7 +981,7 @@ def _ray_cell(k: int, cell: Cell, algorithm, threads: int, neural_options: dict,
     global NEURAL_BEST_OPTIONS, _RAY_WORKER_ARMED
     if not _RAY_WORKER_ARMED:  # a worker outliving its raylet (the sweep killed) stops at once, not after its cell
         _RAY_WORKER_ARMED = True
-        _die_with_parent(os.getppid())
+        _die_with_parent(os.getppid(), pdeathsig=False)  # the watchdog only: the raylet's spawning thread may end
     _set_torch_threads(threads)
     NEURAL_BEST_OPTIONS = dict(neural_options)
     if queue is None:
