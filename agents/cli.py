@@ -244,7 +244,7 @@ def _add_run_options(p, out_default: str, seeds: int, samples: int):
                    help="an existing Ray cluster for --backend ray: 'auto' (the one `ray start --head` started "
                         "on this machine) or host:port; every node needs ar-envs installed")
     p.add_argument("--quiet", action="store_true",
-                   help="no progress (a bar on a terminal, otherwise one line per finished cell)")
+                   help="hide the progress (shown otherwise: a bar on a terminal, elsewhere one line per finished cell)")
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

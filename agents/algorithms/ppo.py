@@ -218,4 +218,3 @@ def _progress_callback(total: int):
             report("ppo step", int(self.num_timesteps), total)
 
     return Report()
-
