@@ -59,6 +59,8 @@ def _run_sweep(args, task: str, task_args: dict, horizons, algorithms) -> list[d
         workers=args.workers,
         threads=args.threads,
         progress=not args.quiet,
+        backend=getattr(args, "backend", "local"),
+        address=getattr(args, "address", None),
     )
 
 
@@ -293,10 +295,19 @@ def _add_run_options(p, out_default: str, seeds: int, samples: int):
     p.add_argument("--samples", type=int, default=samples, help="expert demonstrations per cell")
     p.add_argument("--eval-samples", type=int, default=20_000, help="expert samples for Monte-Carlo metrics (when not exact)")
     p.add_argument("--out", default=out_default, help="results file (JSON lines; appended to, finished cells skipped)")
-    p.add_argument("--workers", type=int, default=1, help="processes running cells in parallel (same numbers as one)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="cells run in parallel (same numbers as one): local processes (default 1), or the CPUs x "
+                        "--threads of a local Ray (default: all cores)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads per cell, the same whatever --workers is (keep workers x threads <= CPUs)")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="where cells run: this machine's processes, or Ray tasks (pip install 'ar-envs[ray]'; "
+                        "a local Ray, or the cluster at --address)")
+    p.add_argument("--address", default=None,
+                   help="an existing Ray cluster for --backend ray: 'auto' (the one `ray start --head` started "
+                        "on this machine) or host:port; every node needs ar-envs installed")
+    p.add_argument("--quiet", action="store_true",
+                   help="hide the progress (shown otherwise: a bar on a terminal, elsewhere one line per finished cell)")
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -388,6 +399,13 @@ def main(argv=None) -> int:
     except (ValueError, TypeError, ImportError) as exc:  # bad input or a missing extra: one clear line, no traceback
         print(f"ar-envs {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:  # a Ray cell whose worker died on every try: one line (the rest are saved)
+        from ar_agents.evaluation.sweep import CellLostError
+
+        if not isinstance(exc, CellLostError):
+            raise
+        print(f"ar-envs {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:  # a file we could not read or write (the disk, permissions)
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"ar-envs {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)

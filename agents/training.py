@@ -31,6 +31,8 @@ import torch
 
 from ar_envs.core import Task, check_float, check_int, sample_categorical
 
+from ar_agents.evaluation.progress import report
+
 DEFAULT_POLICY = "transformer"
 
 
@@ -139,7 +141,8 @@ def train(
     batch. Appends the epoch's mean loss to ``log["loss_curve"]`` and counts training tokens
     (``tokens_per_row`` per row and epoch) and training time for ``tokens_per_s``. A fresh
     optimiser each call: calling it again continues from the current weights (warm start).
-    The policy is left in evaluation mode.
+    The policy is left in evaluation mode. Reports ``("epoch", i, epochs)`` as each epoch begins
+    (``ar_agents.evaluation.progress``).
     """
     n = len(arrays[0])
     if any(len(a) != n for a in arrays):
@@ -150,6 +153,7 @@ def train(
     policy.train()
     start = time.perf_counter()
     for epoch in range(epochs):
+        report("epoch", epoch + 1, epochs)
         total = 0.0
         for idx in minibatches(n, batch_size, rng):
             loss = loss_fn(tuple(a[idx] for a in arrays), epoch)

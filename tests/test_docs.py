@@ -23,7 +23,7 @@ def test_venv_is_activated_before_the_first_command_that_needs_it():
     activate = README.index("source .venv/bin/activate")
     first_cli = min(README.index(f"```bash\n{b}") for b in _blocks("bash") if re.search(r"^(ar-envs|python) ", b, re.M))
     assert activate < first_cli
-    assert "python3-venv" in README and "1.1 GB" in README  # what a fresh Debian needs; the install's size
+    assert "python3-venv" in README and "1.6 GB" in README  # what a fresh Debian needs; the install's size
 
 
 def test_no_command_writes_into_the_tracked_figures():

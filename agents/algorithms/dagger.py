@@ -28,6 +28,7 @@ from torch.nn import functional as F
 from ar_envs.core import check_choice, check_float, check_int
 from ar_envs.data import check_demonstrations
 
+from ar_agents.evaluation.progress import report
 from ar_agents.loglinear_fit import fit_cross_entropy, state_label_sums, visit_counts
 from ar_agents.policies.loglinear import LogLinearPolicy
 from ar_agents.training import (DEFAULT_POLICY, ExpertOracle, build_policy, check_policy_spec, check_training_args, finish_log,
@@ -70,6 +71,7 @@ def run_dagger(policy, data, collect, beta, *, rounds, epochs, lr, batch_size, r
     rows_round = np.zeros(len(data[0]), dtype=np.int64)
     log["rounds"] = []
     for r in range(rounds + 1):
+        report("round", r + 1, rounds + 1)
         if r > 0:  # roll in with the mixture, label the visited prefixes, aggregate
             fresh = collect(beta(r))
             data = tuple(np.concatenate([old, new]) for old, new in zip(data, fresh))
@@ -148,12 +150,14 @@ class DAgger(Algorithm):
         rng = np.random.default_rng(check_int("seed", seed, 0))
         oracle = ExpertOracle(task)
         m = self.rollouts or len(demos)
+        report("round", 1, self.rounds + 1)
         W = visit_counts(fm, demos.contexts, demos.sequences)  # round 0: demonstrated tokens, one-hot labels
         rows = len(demos)
         theta, loss = fit_cross_entropy(fm, W, rows)
         self.log = {"policy_class": "log-linear", "rounds": [{"round": 0, "beta": self.beta(0), "rows": rows,
                                                                "expert_queries": 0, "loss": loss}]}
         for r in range(1, self.rounds + 1):
+            report("round", r + 1, self.rounds + 1)
             policy = LogLinearPolicy(task, theta, fm)
             contexts = task.sample_contexts(m, rng)
             sequences, labels = mixture_rollout(policy, oracle, contexts, self.beta(r), rng)

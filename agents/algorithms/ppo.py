@@ -35,6 +35,7 @@ from ar_agents.policies.base import TokenPolicy, stream_spec
 from ar_agents.training import DEFAULT_POLICY, check_policy_spec, policy_kind
 from ar_agents.algorithms.base import Algorithm
 from ar_agents.algorithms.bc import BC
+from ar_agents.evaluation.progress import listening, report
 
 
 def evaluation_set(task, seed: int, n: int):
@@ -146,7 +147,7 @@ class PPO(Algorithm):
         contexts, eval_rng = evaluation_set(task, seed, self.eval_episodes)
         before = mean_reward(task, policy, contexts, eval_rng)
         learn_start = time.perf_counter()
-        model.learn(total_timesteps=self.total_timesteps)
+        model.learn(total_timesteps=self.total_timesteps, callback=_progress_callback(self.total_timesteps))
         ppo_s = time.perf_counter() - learn_start
         policy.eval()
         after = mean_reward(task, policy, contexts, eval_rng)
@@ -200,3 +201,20 @@ class PPOFromBC(PPO):
         policy = self.bc.fit(task, demos, seed)
         self.log["bc"] = dict(self.bc.log)
         return policy
+
+
+def _progress_callback(total: int):
+    """An SB3 callback reporting ``("ppo step", timesteps so far, total)`` after each roll-out
+    (``ar_agents.evaluation.progress``); ``None`` when nobody listens."""
+    if not listening():
+        return None
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Report(BaseCallback):
+        def _on_step(self) -> bool:
+            return True
+
+        def _on_rollout_end(self) -> None:
+            report("ppo step", int(self.num_timesteps), total)
+
+    return Report()

@@ -64,6 +64,8 @@ import torch
 from ar_envs.core import Task, check_float, check_int
 from ar_envs.metrics import all_sequences, can_enumerate, monte_carlo_metrics
 
+from ar_agents.evaluation.progress import report
+
 ENUMERATE_LIMIT = 2**16
 DEFAULT_RESTARTS = 2
 DEFAULT_STEPS = 80
@@ -251,6 +253,7 @@ class NeuralBestSearch:
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=0.05 * self.lr)
         best_loss, best_state = math.inf, None
         for step in range(total):
+            report("best-in-class step", step + 1, total)
             idx = slice(None) if full else rng.choice(len(rows), size=self.batch_size, p=rows.probs)
             lq = _log_q(model, self.teacherless, rows.contexts[idx], rows.sequences[idx])
             half = 0.5 * (lq - torch.as_tensor(rows.expert_logp[idx]))

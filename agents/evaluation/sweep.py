@@ -9,7 +9,8 @@ Results are appended to a JSON-lines file whose first line is a header naming th
 rerun with the same file skips finished cells (:func:`cell_key`: every argument that changes a
 number), and a file that is not ours, or not a regular file, is refused (never overwritten).
 One sweep at a time writes to a file (a lock), each record is written whole or the sweep stops
-with an error, and ``workers > 1`` gives the same numbers as one process (:func:`sweep`).
+with an error, and ``workers > 1`` or ``backend="ray"`` (cells as Ray tasks, on this machine or a
+cluster) gives the same numbers as one process (:func:`sweep`, :func:`run_cells`).
 """
 
 from __future__ import annotations
@@ -303,7 +304,7 @@ _BEST_CACHE: dict[str, dict] = {}
 _NEURAL_BEST_CACHE: dict[str, Any] = {}
 # keyword arguments of ar_agents.evaluation.neural_best.NeuralBestSearch for the sweep's neural best in class
 # (its budget: restarts, steps, lr, batch_size, mc_samples, ...); empty = the module's defaults.
-# Set in the process that runs the cells: worker processes (workers > 1) start with the defaults.
+# Set in the process that runs the sweep: run_cells hands it to every worker process and Ray task.
 NEURAL_BEST_OPTIONS: dict[str, Any] = {}
 
 
@@ -547,22 +548,14 @@ def _set_torch_threads(threads: int) -> int:
     return before
 
 
-def _init_worker(threads: int, parent_pid: int) -> None:
-    """A worker process: the sweep's torch thread count, and death with the sweep's process
-    (a ``kill -9`` of the sweep must not leave workers computing, nor the resource tracker they
-    keep alive)."""
-    _set_torch_threads(threads)
-    _die_with_parent(parent_pid)
-
-
-def _die_with_parent(parent_pid: int) -> None:
+def _die_with_parent(parent_pid: int, pdeathsig: bool = True) -> None:
     """Exit when the process ``parent_pid`` is gone: on Linux the kernel sends SIGKILL at once
-    (``prctl(PR_SET_PDEATHSIG)``); everywhere a watchdog thread checks every half second that
+    (``prctl(PR_SET_PDEATHSIG)``, unless ``pdeathsig=False``); everywhere a watchdog thread checks every half second that
     the parent is still this process's parent."""
     import signal
     import threading
 
-    if sys.platform.startswith("linux"):
+    if pdeathsig and sys.platform.startswith("linux"):
         try:
             import ctypes
 
@@ -677,18 +670,26 @@ def sweep(
     n_samples: int = 1000,
     eval_samples: int = 20_000,
     out: str | os.PathLike | None = None,
-    workers: int = 1,
+    workers: int | None = None,
     threads: int = 1,
-    progress: bool = True,
+    progress=True,
+    backend: str = "local",
+    address: str | None = None,
 ) -> list[dict]:
     """Run every (horizon, algorithm, seed) cell; append each record to ``out`` as it finishes.
 
     ``task``: a catalogue name, an import path ``pkg.mod:Class`` or a Task subclass.
     ``algorithms``: names, import paths, classes or instances (see ``ar_agents.algorithms.base``).
-    ``workers > 1`` runs cells in that many processes (they die with this one). Every cell runs
+    ``workers > 1`` runs cells in that many processes (they die with this one; ``None``: one
+    process, or all cores on Ray). Every cell runs
     with ``threads`` torch threads, whatever ``workers`` is, so the numbers do not depend on
     ``workers`` (torch's reductions are split by thread count; the record notes
     ``torch_threads``); keep ``workers * threads`` at most the number of CPUs.
+    ``backend="ray"`` runs the cells as Ray tasks (``pip install 'ar-envs[ray]'``): on a local Ray
+    of ``workers * threads`` CPUs (``workers=None``: all cores), or on the cluster at ``address``;
+    the same numbers (see :func:`run_cells`). ``progress``: ``True`` (a bar on a terminal, a line
+    per cell otherwise), ``False``, or a callable receiving
+    :class:`ar_agents.evaluation.progress.ProgressEvent` objects.
     ``out`` is locked for the sweep's duration (a second sweep on it is refused), and a cell
     already in it (same :func:`cell_key`) is not run again, nor twice in one sweep (``horizons``
     ``2,2`` is one horizon). Returns all records for this grid (finished earlier or now).
@@ -698,8 +699,11 @@ def sweep(
     seeds = check_int("seeds", seeds, 1)
     n_samples = check_int("n_samples", n_samples, 1)
     eval_samples = check_int("eval_samples", eval_samples, 2)
-    workers = check_int("workers", workers, 1)
+    workers = None if workers is None else check_int("workers", workers, 1)
     threads = check_int("threads", threads, 1)
+    check_backend(backend, address)
+    if backend == "ray":
+        import_ray()  # a missing extra fails here, before any work
     if isinstance(algorithms, str):
         algorithms = [a.strip() for a in algorithms.split(",") if a.strip()]
     if not algorithms:
@@ -730,11 +734,11 @@ def sweep(
         if results is not None:
             stack.enter_context(results)  # created, locked, repaired: before any cell is computed
         return _run(task_cls, task_name, task_args, horizons, alg_objs, seeds, n_samples, eval_samples,
-                    results, workers, threads, progress, stack)
+                    results, workers, threads, progress, stack, backend, address)
 
 
 def _run(task_cls, task_name, task_args, horizons, alg_objs, seeds, n_samples, eval_samples,
-         results, workers, threads, progress, stack) -> list[dict]:
+         results, workers, threads, progress, stack, backend="local", address=None) -> list[dict]:
     """The sweep's body, with ``results`` open and locked (see :func:`sweep`)."""
     harg = task_cls.horizon_arg
     done = {}
@@ -756,68 +760,217 @@ def _run(task_cls, task_name, task_args, horizons, alg_objs, seeds, n_samples, e
                     records.append(done[key])
                 else:
                     cells.append(Cell(task_name, tuple(sorted(task_args.items())), h, label, seed, n_samples, eval_samples))
-    if progress and records:
+    if progress is True and records:
         print(f"resuming: {len(records)} cells already in {results.path}, {len(cells)} to run", file=sys.stderr)
     records += run_cells([(c, alg_objs[c.algorithm]) for c in cells], results, workers=workers, threads=threads,
-                         progress=progress, stack=stack)
+                         progress=progress, stack=stack, backend=backend, address=address)
     order = {(h, a, s): k for k, (h, a, s) in enumerate((h, a, s) for h in horizons for a in alg_objs for s in range(seeds))}
     records.sort(key=lambda r: order.get((r.get("sweep_arg", {}).get(harg, r["horizon"]), r["algorithm"], r["seed"]), 0))
     return records
 
 
-def run_cells(jobs, results=None, *, workers: int = 1, threads: int = 1, progress: bool = True,
-              stack: contextlib.ExitStack | None = None) -> list[dict]:
+BACKENDS = ("local", "ray")
+# how often Ray runs a cell again whose worker process died (killed, out of memory, its node lost);
+# an exception raised by the cell's own code is not retried (it would raise again)
+RAY_MAX_RETRIES = 2
+RAY_INSTALL_HINT = "pip install 'ar-envs[ray]'"
+
+
+class CellLostError(RuntimeError):
+    """A cell whose Ray worker died on every try (see :data:`RAY_MAX_RETRIES`)."""
+
+
+def check_backend(backend: str, address: str | None = None) -> str:
+    """``backend`` is ``"local"`` or ``"ray"``; ``address`` is only for Ray."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+    if address is not None and (backend != "ray" or not isinstance(address, str) or not address.strip()):
+        raise ValueError(f"address (an existing Ray cluster: 'auto' or host:port) needs backend 'ray' and must be "
+                         f"a non-empty string, got backend={backend!r} address={address!r}")
+    return backend
+
+
+def import_ray():
+    """The ``ray`` module, or an ImportError saying how to install the extra."""
+    try:
+        import ray
+    except ImportError:
+        raise ImportError(f"the Ray backend needs Ray, which is not installed: {RAY_INSTALL_HINT}") from None
+    return ray
+
+
+def run_cells(jobs, results=None, *, workers: int | None = None, threads: int = 1, progress=True,
+              stack: contextlib.ExitStack | None = None, backend: str = "local", address: str | None = None) -> list[dict]:
     """Run ``jobs``, a list of ``(Cell, algorithm)`` pairs (an algorithm as :func:`run_cell` takes
     it), appending each record to ``results`` (an open :class:`ResultsFile`, or ``None``) as it
     finishes, in this process: the one writer. Returns the new records in the order they finished.
 
-    The engine under :func:`sweep` and the benchmark. ``workers > 1`` runs the cells in that many
-    spawned processes that die with this one; every cell runs on ``threads`` torch threads.
+    The engine under :func:`sweep` and the benchmark. Every cell runs on ``threads`` torch threads
+    (and with this process's :data:`NEURAL_BEST_OPTIONS`), wherever it runs, so the numbers do not
+    depend on the backend or the number of workers.
+
+    ``backend="local"``: in this process (``workers`` ``None`` or 1), or with ``workers > 1`` in
+    that many spawned processes that die with this one. ``backend="ray"``: every cell is a Ray task declaring ``threads`` CPUs;
+    records stream back here as tasks finish (``ray.wait``). A task whose worker dies is run again
+    (up to :data:`RAY_MAX_RETRIES` times), then counted as failed (:class:`CellLostError`). Ray is
+    used as it is if this process already called ``ray.init``; otherwise it is started on this
+    machine with ``workers * threads`` CPUs (``workers=None``: all cores), or connected to the
+    cluster at ``address`` (``"auto"`` or ``host:port``, as printed by ``ray start --head``); every
+    node must have ar-envs installed (and the modules of any algorithm given by import path).
+
+    A cell that raises does not stop the others: when all are done, the first failure's exception
+    is raised (the finished cells are in ``results``; rerunning the same grid runs only the failed
+    ones). Errors of the run itself (the results file cannot be written, Ctrl-C, a local worker
+    process killed) stop it at once. ``progress``: ``True`` (a bar on a terminal, one line per cell
+    otherwise), ``False``, or a callable receiving
+    :class:`ar_agents.evaluation.progress.ProgressEvent` objects (one ``done`` or ``failed`` per
+    cell, ``inner`` ones from inside running cells).
     ``stack``: an exit stack that outlives the run, on which the pool's teardown is registered
     (any error, a full disk or Ctrl-C, stops the workers); one is made here when not given.
     """
+    check_backend(backend, address)
+    if workers is not None:
+        workers = check_int("workers", workers, 1)
+    threads = check_int("threads", threads, 1)
+    from ar_agents.evaluation.progress import Progress
+
+    prog = Progress(progress)  # refuses a bad value before any work
     with contextlib.ExitStack() as own:
-        return _run_cells(list(jobs), results, workers, threads, progress, stack if stack is not None else own)
+        return _run_cells(list(jobs), results, workers, threads, prog, stack if stack is not None else own,
+                          backend, address)
 
 
-def _run_cells(jobs, results, workers, threads, progress, stack) -> list[dict]:
-    total = len(jobs)
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _run_cells(jobs, results, workers, threads, prog, stack, backend, address) -> list[dict]:
     records: list[dict] = []
-    t0 = time.perf_counter()
+    failures: list[tuple[Cell, BaseException]] = []
 
-    def finish(i, rec):
+    def finish(cell, rec):
         if results is not None:
             results.append(rec)
         records.append(rec)
-        if progress:
-            c = rec.get("approx_factor")
-            c_txt = "n/a" if c is None else f"{c:.3g}"
-            h2 = rec.get("hellinger2")
-            h2_txt = "n/a" if h2 is None else f"{h2:.4g}"
-            print(
-                f"[{i}/{total}] {rec['task']} H={rec['horizon']} {rec['algorithm']} seed={rec['seed']}: "
-                f"D_H^2={h2_txt} C={c_txt} ({rec['wall_s']:.2f}s, {time.perf_counter() - t0:.0f}s total)",
-                file=sys.stderr,
-            )
+        prog.cell_done(cell, rec)
 
-    picklable = all(isinstance(a, str) or _picklable(a) for _, a in jobs)
-    if workers > 1 and total > 1 and picklable:
-        # fresh interpreters ("spawn"): a forked child of a process whose torch/OpenMP thread
-        # pool is already running can deadlock. Each worker runs its cells on ``threads`` torch
-        # threads, as this process does, and dies with this process.
-        context = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(max_workers=min(workers, total), mp_context=context, initializer=_init_worker,
-                                   initargs=(threads, os.getpid()))
-        stack.callback(_stop_pool, pool)  # on any error (a full disk, Ctrl-C): stop, never finish the grid
-        futures = [pool.submit(run_cell, c, alg) for c, alg in jobs]
-        for i, fut in enumerate(as_completed(futures), start=1):
-            finish(i, fut.result())
-        pool.shutdown(wait=True)
-    elif jobs:
-        stack.callback(_set_torch_threads, _set_torch_threads(threads))  # restored after the run
-        for i, (c, alg) in enumerate(jobs, start=1):
-            finish(i, run_cell(c, alg))
+    def fail(cell, exc):
+        failures.append((cell, exc))
+        prog.cell_failed(cell, _one_line(exc))
+
+    prog.start(len(jobs))
+    try:
+        if not jobs:
+            pass
+        elif backend == "ray":
+            _run_ray(jobs, workers, threads, address, finish, fail, prog)
+        elif (workers or 1) > 1 and len(jobs) > 1 and all(isinstance(a, str) or _picklable(a) for _, a in jobs):
+            _run_pool(jobs, workers, threads, finish, fail, prog, stack)
+        else:
+            _run_serial(jobs, threads, finish, fail, prog, stack)
+    finally:
+        prog.close()
+    if failures:
+        cell, exc = failures[0]
+        if prog.show:
+            where = f"; the {len(records)} finished are in {results.path}" if results is not None else ""
+            print(f"{len(failures)} of {len(jobs)} cells failed{where}; rerunning the same command runs only the "
+                  "failed cells", file=sys.stderr)
+        raise exc
     return records
+
+
+def _listen_inner(prog, cell):
+    """Inner progress of a cell run in this process, when someone listens."""
+    from ar_agents.evaluation.progress import listen
+
+    if not prog.active:
+        return contextlib.nullcontext()
+    return listen(lambda stage, i, total: prog.inner(cell, stage, i, total))
+
+
+def _run_serial(jobs, threads, finish, fail, prog, stack) -> None:
+    stack.callback(_set_torch_threads, _set_torch_threads(threads))  # restored after the run
+    for c, alg in jobs:
+        try:
+            with _listen_inner(prog, c):
+                rec = run_cell(c, alg)
+        except Exception as exc:  # noqa: BLE001 - the cell failed; the others go on
+            fail(c, exc)
+            continue
+        finish(c, rec)
+
+
+# ---------------------------------------------------------------- the local process pool
+
+_WORKER_QUEUE = None  # a worker process's queue for inner progress (None: nobody listens)
+
+
+def _init_worker(threads: int, parent_pid: int, queue=None, neural_options: dict | None = None) -> None:
+    """A worker process: the sweep's torch thread count and neural best-in-class budget, death
+    with the sweep's process (a ``kill -9`` of the sweep must not leave workers computing, nor
+    the resource tracker they keep alive), and the queue its cells report progress to."""
+    global _WORKER_QUEUE, NEURAL_BEST_OPTIONS
+    _set_torch_threads(threads)
+    _die_with_parent(parent_pid)
+    _WORKER_QUEUE = queue
+    if neural_options is not None:
+        NEURAL_BEST_OPTIONS = dict(neural_options)
+
+
+def _pool_cell(k: int, cell: Cell, algorithm):
+    """Cell number ``k`` in a worker process, its inner progress sent to the sweep (at most
+    twice a second)."""
+    if _WORKER_QUEUE is None:
+        return run_cell(cell, algorithm)
+    from ar_agents.evaluation.progress import Throttle, listen
+
+    with listen(Throttle(lambda stage, i, total: _WORKER_QUEUE.put((k, stage, i, total)))):
+        return run_cell(cell, algorithm)
+
+
+def _drain(queue, jobs, prog, get) -> None:
+    while True:
+        try:
+            k, stage, i, total = get()
+        except Exception:  # noqa: BLE001 - empty (or the queue is gone): nothing more now
+            return
+        prog.inner(jobs[k][0], stage, i, total)
+
+
+def _run_pool(jobs, workers, threads, finish, fail, prog, stack) -> None:
+    from concurrent.futures import FIRST_COMPLETED, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    # fresh interpreters ("spawn"): a forked child of a process whose torch/OpenMP thread
+    # pool is already running can deadlock. Each worker runs its cells on ``threads`` torch
+    # threads, as this process does, and dies with this process.
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue() if prog.active else None
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context, initializer=_init_worker,
+                               initargs=(threads, os.getpid(), queue, dict(NEURAL_BEST_OPTIONS)))
+    stack.callback(_stop_pool, pool)  # on any error (a full disk, Ctrl-C): stop, never finish the grid
+    futures = {pool.submit(_pool_cell, k, c, alg): k for k, (c, alg) in enumerate(jobs)}
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, timeout=0.25 if queue is not None else None, return_when=FIRST_COMPLETED)
+        if queue is not None:
+            _drain(queue, jobs, prog, lambda: queue.get_nowait())
+        for fut in done:
+            cell = jobs[futures[fut]][0]
+            try:
+                rec = fut.result()
+            except BrokenProcessPool:
+                raise  # a worker was killed: the pool is gone, stop (a rerun resumes)
+            except Exception as exc:  # noqa: BLE001 - the cell failed; the others go on
+                fail(cell, exc)
+                continue
+            finish(cell, rec)
+    pool.shutdown(wait=True)
+    if queue is not None:
+        queue.close()
+        queue.join_thread()
 
 
 def _stop_pool(pool: ProcessPoolExecutor) -> None:
@@ -826,3 +979,107 @@ def _stop_pool(pool: ProcessPoolExecutor) -> None:
     for proc in list((getattr(pool, "_processes", None) or {}).values()):
         if proc.is_alive():
             proc.terminate()
+
+
+# ---------------------------------------------------------------- Ray
+
+
+_RAY_WORKER_ARMED = False
+
+
+def _ray_cell(k: int, cell: Cell, algorithm, threads: int, neural_options: dict, queue=None):
+    """Cell number ``k`` as a Ray task: the sweep's torch threads and neural best-in-class budget
+    (a Ray worker process runs many tasks: both are set for each), inner progress sent to the
+    driver's ``queue`` (at most twice a second)."""
+    global NEURAL_BEST_OPTIONS, _RAY_WORKER_ARMED
+    if not _RAY_WORKER_ARMED:  # a worker outliving its raylet (the sweep killed) stops at once, not after its cell
+        _RAY_WORKER_ARMED = True
+        _die_with_parent(os.getppid(), pdeathsig=False)  # the watchdog only: the raylet's spawning thread may end
+    _set_torch_threads(threads)
+    NEURAL_BEST_OPTIONS = dict(neural_options)
+    if queue is None:
+        return run_cell(cell, algorithm)
+    from ar_agents.evaluation.progress import Throttle, listen
+
+    def send(stage, i, total):
+        queue.actor.put_nowait.remote((k, stage, i, total))  # fire and forget: never waits for the driver
+
+    with listen(Throttle(send)):
+        return run_cell(cell, algorithm)
+
+
+def init_ray(workers: int | None = None, threads: int = 1, address: str | None = None):
+    """Ray, started or connected if this process has not done so: a local Ray on this machine
+    (``workers * threads`` CPUs, or all cores), or the cluster at ``address``. Returns ``ray``."""
+    ray = import_ray()
+    if not ray.is_initialized():
+        import logging
+
+        # the workers' output is shown here (log_to_driver); Ray's handler of it would otherwise
+        # replace builtins.print in this process for good (ray.experimental.tqdm_ray)
+        os.environ.setdefault("RAY_TQDM_PATCH_PRINT", "0")
+        opts = dict(logging_level=logging.WARNING, log_to_driver=True)
+        if address is not None:
+            try:
+                ray.init(address=address, **opts)
+            except ConnectionError as exc:
+                hint = ("; a cluster started by `ray start` (Ray >= 2.59) checks a token: set RAY_AUTH_MODE=token here, "
+                        "with its token in ~/.ray/auth_token or RAY_AUTH_TOKEN" if not os.environ.get("RAY_AUTH_MODE") else "")
+                raise ConnectionError(f"{exc}{hint}") from None
+        else:
+            cpus = workers * threads if workers is not None else (os.cpu_count() or 1)
+            # "local": a new Ray of our own, never one that `ray start` left running on this machine
+            ray.init(address="local", num_cpus=max(cpus, threads), include_dashboard=False, **opts)
+    return ray
+
+
+def _run_ray(jobs, workers, threads, address, finish, fail, prog) -> None:
+    ray = init_ray(workers, threads, address)
+    from ray.exceptions import RayError, RayTaskError
+
+    queue = None
+    if prog.active:
+        from ray.util.queue import Queue
+
+        queue = Queue(actor_options={"num_cpus": 0})
+    task = ray.remote(_ray_cell).options(num_cpus=threads, max_retries=RAY_MAX_RETRIES, retry_exceptions=False)
+    options = dict(NEURAL_BEST_OPTIONS)
+    refs = {}
+    for k, (c, alg) in enumerate(jobs):
+        refs[task.remote(k, c, alg, threads, options, queue)] = k
+    pending = list(refs)
+    try:
+        while pending:
+            # a finite wait: Ctrl-C is only handled between two calls (Ray blocks signals inside)
+            ready, pending = ray.wait(pending, num_returns=1, timeout=0.25 if queue is not None else 1.0)
+            if queue is not None:
+                _drain(queue, jobs, prog, lambda: queue.get_nowait())
+            for ref in ready:
+                cell = jobs[refs[ref]][0]
+                try:
+                    rec = ray.get(ref)
+                except RayTaskError as err:  # the cell's own code raised: its exception
+                    cause = getattr(err, "cause", None)
+                    fail(cell, cause if isinstance(cause, Exception) else RuntimeError(str(err)))
+                    continue
+                except RayError as err:  # its worker died on every try, or the task was lost
+                    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+                    fail(cell, CellLostError(
+                        f"{cell.algorithm} on {cell.task} H={cell.horizon} seed={cell.seed}: its Ray task failed "
+                        f"{RAY_MAX_RETRIES + 1} times (a worker killed or out of memory, or its node lost): "
+                        f"{type(err).__name__}: {first}"))
+                    continue
+                finish(cell, rec)
+    except BaseException:
+        for ref in pending:  # Ctrl-C, a full disk: stop the cells still queued or running
+            try:
+                ray.cancel(ref, force=True)
+            except Exception:  # noqa: BLE001 - already finished or gone
+                pass
+        raise
+    finally:
+        if queue is not None:
+            try:
+                queue.shutdown()
+            except Exception:  # noqa: BLE001
+                pass
