@@ -247,7 +247,8 @@ def cmd_benchmark(args) -> int:
     if args.algo_arg and not algs:
         raise ValueError("--algo-arg applies to the algorithms of --algorithm")
     algo_args = parse_name_values(args.algo_arg, "--algo-arg")
-    run = dict(tasks=tasks, workers=args.workers, threads=args.threads, progress=not args.quiet)
+    run = dict(tasks=tasks, workers=args.workers, threads=args.threads, progress=not args.quiet,
+               backend=args.backend, address=args.address)
     _, ref_labels = bm.suite_jobs(suite, None, tasks)
     if algs:  # bad algorithms and arguments fail before anything runs
         _, user_labels = bm.suite_jobs(suite, algs, tasks, algo_args)
@@ -374,11 +375,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="results file (default: results/<suite>-benchmark.jsonl; with --reference results/<suite>-reference.jsonl)")
     p.add_argument("--plot", default=None, help="the figure's path (default: <suite>-benchmark.png next to --out)")
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples for the intervals")
-    p.add_argument("--workers", type=int, default=1, help="processes running cells in parallel (same numbers as one)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="cells run in parallel (same numbers as one): local processes (default 1), or the CPUs x "
+                        "--threads of a local Ray (default: all cores)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads per cell, the same whatever --workers is (keep workers x threads <= CPUs)")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="where cells run: this machine's processes, or Ray tasks (pip install 'ar-envs[ray]')")
+    p.add_argument("--address", default=None, help="an existing Ray cluster for --backend ray: 'auto' or host:port")
     p.add_argument("--list", action="store_true", help="print the suite's tasks and cells, run nothing")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--quiet", action="store_true",
+                   help="hide the progress (shown otherwise: a bar on a terminal, elsewhere one line per finished cell)")
     p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("bench", formatter_class=_HelpFormatter, help="environment speed against Gymnasium's CartPole-v1, as ratios measured in one run")

@@ -125,6 +125,29 @@ def test_ray_cells_give_the_local_numbers(ray_local, tmp_path, small_neural_best
         assert e.kind != "inner" or not any(d.kind == "done" and d.cell == e.cell for d in events[:i])
 
 
+def test_the_benchmark_on_ray_gives_the_local_numbers(ray_local, tmp_path):
+    """A tiny suite end to end on the local backend and on Ray: the same records, wall times and
+    provenance aside, and the same comparison table."""
+    from ar_agents.evaluation import benchmark as bm
+
+    suite_file = tmp_path / "suite.json"
+    suite_file.write_text(json.dumps({
+        "format": "ar-envs-suite", "name": "tiny-ray-v1",
+        "tasks": [{"id": "tb", "task": "two-branch", "task_args": {"eps": 0.05}, "horizons": [2, 4], "n_samples": 100,
+                   "eval_samples": 500, "seeds": 2, "metric": "approx_factor", "algorithms": ["bc", "hellinger-bc"]}]}))
+    suite = bm.load_suite(str(suite_file))
+    local = bm.run_benchmark(suite, out=tmp_path / "local.jsonl", progress=False)
+    on_ray = bm.run_benchmark(suite, out=tmp_path / "ray.jsonl", progress=False, backend="ray")
+    assert len(local) == len(on_ray) == 8
+    key = lambda r: (r["horizon"], r["algorithm"], r["seed"])  # noqa: E731
+    strip = lambda recs: sorted(({k: v for k, v in r.items() if k != "provenance"} for r in _strip(recs)), key=key)  # noqa: E731
+    assert strip(on_ray) == strip(local)
+    _, labels = bm.suite_jobs(suite)
+    tables = [bm.format_comparison(t, bm.aggregates(t, reps=200), reps=200)
+              for t in (bm.collect(suite, [(recs, labels)]) for recs in (local, on_ray))]
+    assert tables[0] == tables[1]
+
+
 def _keys(path):
     from ar_agents.evaluation.sweep import ResultsFile, cell_key
 

@@ -388,17 +388,22 @@ class _Provenance:
 
 
 def run_benchmark(suite: Suite | str = DEFAULT_SUITE, algorithms=None, *, tasks=None, algo_args: dict | None = None,
-                  out, workers: int = 1, threads: int = 1, progress: bool = True, **engine) -> list[dict]:
+                  out, workers: int | None = None, threads: int = 1, progress=True, backend: str = "local",
+                  address: str | None = None) -> list[dict]:
     """Run ``algorithms`` (``None``: the suite's reference algorithms) on the suite's cells (or
     those of ``tasks``; ``algo_args``: constructor arguments of ``algorithms``), appending to ``out`` (resumable: finished cells are skipped). Returns
-    the records of the selection, finished earlier or now. ``engine``: further options of
-    ``run_cells`` (``backend``, ``address``)."""
-    from ar_agents.evaluation.sweep import ResultsFile, cell_key, run_cells
+    the records of the selection, finished earlier or now. ``workers``, ``threads``, ``progress``,
+    ``backend`` and ``address`` are those of ``ar_agents.evaluation.sweep.run_cells`` (local
+    processes, or Ray tasks on this machine or a cluster: the same numbers)."""
+    from ar_agents.evaluation.sweep import ResultsFile, cell_key, check_backend, import_ray, run_cells
     from ar_envs.core import check_int
 
     suite = load_suite(suite) if not isinstance(suite, Suite) else suite
-    workers = check_int("workers", workers, 1)
+    workers = None if workers is None else check_int("workers", workers, 1)
     threads = check_int("threads", threads, 1)
+    check_backend(backend, address)
+    if backend == "ray":
+        import_ray()  # a missing extra fails here, before any work
     if out is None:
         raise ValueError("out: a benchmark run needs a results file (records are appended as cells finish)")
     if isinstance(algorithms, str):
@@ -424,11 +429,11 @@ def run_benchmark(suite: Suite | str = DEFAULT_SUITE, algorithms=None, *, tasks=
                 records.append(done[key])
             else:
                 todo.append((cell, alg))
-        if progress:
+        if progress is True:
             print(f"benchmark {suite.name}: {len(jobs)} cells, {len(records)} already in {results.path}, "
                   f"{len(todo)} to run", file=sys.stderr)
         records += run_cells(todo, _Provenance(results, {"ar_envs_version": _version(), **_commit()}), workers=workers,
-                             threads=threads, progress=progress, stack=stack, **engine)
+                             threads=threads, progress=progress, stack=stack, backend=backend, address=address)
     return records
 
 
