@@ -358,16 +358,18 @@ def suite_jobs(suite: Suite, algorithms=None, tasks=None, algo_args: dict | None
 
 
 def _commit() -> dict:
-    """The git commit of the code that runs (and whether the tree had changes), when it runs
-    from a checkout; ``{}`` for an installed package."""
+    """The git commit of the code that runs (and whether its tracked files had changes, results
+    files ``*.jsonl`` aside: the reference results being remade are one), when it runs from a
+    checkout; ``{}`` for an installed package."""
     here = Path(__file__).resolve().parent
     try:
         head = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
         if head.returncode != 0:
             return {}
-        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10)
-        return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+        status = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, timeout=10)
+        changed = [line for line in status.stdout.splitlines() if line.strip() and not line.rstrip().endswith(".jsonl")]
+        return {"commit": head.stdout.strip(), "dirty": bool(changed)}
     except (OSError, subprocess.SubprocessError):
         return {}
 
