@@ -758,8 +758,9 @@ def format_comparison(table: Table, aggs: dict, reps: int = 2000, seed: int = 0)
 
 def plot_comparison(table: Table, aggs: dict, path: str, reps: int = 2000, seed: int = 0) -> list[str]:
     """One figure per group of tasks (``<path stem>-<group>.png``): per (task, horizon) bars of the
-    normalised score with 95% intervals over seeds (no bar where an algorithm was not run), and
-    each algorithm's aggregate IQM and mean with their stratified-bootstrap intervals."""
+    normalised score with 95% intervals over seeds (no bar where an algorithm was not run), each
+    algorithm's aggregate IQM and mean with their stratified-bootstrap intervals, and the
+    performance profiles (the fraction of scores above tau) with their bands."""
     from ar_agents.evaluation import aggregate
 
     stem, ext = os.path.splitext(os.fspath(path))
@@ -781,9 +782,14 @@ def plot_comparison(table: Table, aggs: dict, path: str, reps: int = 2000, seed:
             per_task[a] = ([f"{c[0]} {c[1]}" for c in cols], np.array(points), np.array(cis))
             metrics[a] = {k: dict(zip(("point", "low", "high"), row[k])) for k in ("iqm", "mean")}
         metric = " / ".join(sorted({SCORE_TEXT[table.suite.task(c[0]).metric] for c in cols}))
+        # the performance profile: the fraction of (run, column) scores above tau, each algorithm
+        # over its own columns, with stratified-bootstrap bands
+        top = max(1.0, max(float(np.max(x)) for x in agg["scores"].values()))
+        taus = np.linspace(0.0, top, 41)
+        profiles = {a: aggregate.performance_profile_ci(agg["scores"][a], taus, reps=reps, seed=seed) for a in per_task}
         out = f"{stem}-{group}{ext or '.png'}"
         written.append(aggregate.plot_benchmark(
-            per_task, {"algorithms": list(per_task), "metrics": metrics}, out,
+            per_task, {"algorithms": list(per_task), "metrics": metrics}, out, profiles=profiles, taus=taus,
             title=f"{table.suite.name}, {group} tasks: {metric} per (task, horizon), 95% intervals over seeds",
             ylabel=f"normalised score ({metric})"))
     return written
