@@ -49,6 +49,7 @@ SETTINGS = {
     "l3-short": dict(epochs=6),
     "l4": dict(path_length=4),
     "l4-4layer": dict(path_length=4, n_layer=4),
+    "l3-long": dict(train_samples=12_000, epochs=12),
 }
 QUICK_BASE = dict(degree=2, path_length=3, num_nodes=6, n_layer=1, n_embd=16, n_head=2, lr=1e-3, train_samples=64,
                   epochs=1, batch_size=32)
