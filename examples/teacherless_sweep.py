@@ -1,8 +1,8 @@
 """When does teacherless training learn path-star? A sweep with intervals over seeds.
 
-    python examples/teacherless_sweep.py                 # the README's sweep (about 15 min of CPU)
+    python examples/teacherless_sweep.py                 # the README's sweep (about 22 min of CPU)
     python examples/teacherless_sweep.py --quick         # a tiny sweep for tests (seconds; shows nothing)
-    python examples/teacherless_sweep.py --only l3-2layer,l4-4layer --seeds 5
+    python examples/teacherless_sweep.py --only l4,l4-4layer --seeds 5 --workers 2
 
 Bachmann & Nagarajan (2024) report that teacherless training (the answer replaced by dummy
 tokens in the input, every answer token predicted at once) escapes the "Clever Hans" failure of
@@ -22,9 +22,9 @@ graphs, new weights and a new minibatch order), clipped to [0, 1], and the per-s
 ``TF > TL`` for the reverse, ``overlap`` otherwise.
 
 The settings (``SETTINGS``) vary one thing at a time around G(2, 3) with 10 node ids and our
-2-layer GPT (Adam 3e-3, about 1000 steps of 64 graphs): the path length (which sets how many lookups the first decision needs: position 2
-is ``l - 2`` parent lookups back from the goal, position ``l - 1`` one lookup), the depth, the
-width, the learning rate and the budget. ``--only`` picks some of them by name. Every training
+2-layer GPT of width 64 (Adam 3e-3, about 1000 steps of 64 graphs): the path length (it sets how
+many lookups the first decision needs: position 2 is ``l - 2`` parent lookups back from the
+goal), the learning rate, the budget (fewer and more steps) and, on G(2, 4), the depth. ``--only`` picks some of them by name. Every training
 run uses 1 torch thread; ``--workers`` runs that many training runs at once (processes).
 Same ``--seeds``, same numbers, whatever ``--workers``.
 """
@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
