@@ -2,7 +2,9 @@
 
     python examples/path_star.py                      # writes path_star.png (a few minutes on a CPU)
     python examples/path_star.py --quick --out /tmp/path_star.png
-    python examples/path_star.py --policy hf:mamba    # the same table on Hugging Face's Mamba (ar-envs[hf])
+    python examples/path_star.py --policy hf:gpt2     # the same table on Hugging Face's GPT-2 (ar-envs[hf])
+    python examples/path_star.py --policy hf:mamba --train-samples 4000 --epochs 4 --batch-size 32 --eval-samples 1000
+                                                      # Mamba: its CPU path is far slower, so a smaller budget
 
 Bachmann & Nagarajan (2024) train a transformer on path-star graphs: a source node with
 ``degree`` arms of ``path_length - 1`` nodes each, the shuffled edge list and ``source goal`` as
