@@ -296,6 +296,11 @@ def _add_run_options(p, out_default: str, seeds: int, samples: int):
     p.add_argument("--samples", type=int, default=samples, help="expert demonstrations per cell")
     p.add_argument("--eval-samples", type=int, default=20_000, help="expert samples for Monte-Carlo metrics (when not exact)")
     p.add_argument("--out", default=out_default, help="results file (JSON lines; appended to, finished cells skipped)")
+    _add_engine_options(p)
+
+
+def _add_engine_options(p):
+    """Where and how cells run, and the progress shown: shared by sweep, demo and benchmark."""
     p.add_argument("--workers", type=int, default=None,
                    help="cells run in parallel (same numbers as one): local processes (default 1), or the CPUs x "
                         "--threads of a local Ray (default: all cores)")
@@ -373,19 +378,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a results file of reference runs to compare with (default: the one shipped with the package)")
     p.add_argument("--out", default=None,
                    help="results file (default: results/<suite>-benchmark.jsonl; with --reference results/<suite>-reference.jsonl)")
-    p.add_argument("--plot", default=None, help="the figure's path (default: <suite>-benchmark.png next to --out)")
+    p.add_argument("--plot", default=None,
+                   help="the figures' path: one figure per group of tasks, <stem>-<group>.png (default: "
+                        "<suite>-benchmark.png next to --out, e.g. results/arb-v1-benchmark-misspecified.png)")
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples for the intervals")
-    p.add_argument("--workers", type=int, default=None,
-                   help="cells run in parallel (same numbers as one): local processes (default 1), or the CPUs x "
-                        "--threads of a local Ray (default: all cores)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads per cell, the same whatever --workers is (keep workers x threads <= CPUs)")
-    p.add_argument("--backend", choices=("local", "ray"), default="local",
-                   help="where cells run: this machine's processes, or Ray tasks (pip install 'ar-envs[ray]')")
-    p.add_argument("--address", default=None, help="an existing Ray cluster for --backend ray: 'auto' or host:port")
     p.add_argument("--list", action="store_true", help="print the suite's tasks and cells, run nothing")
-    p.add_argument("--quiet", action="store_true",
-                   help="hide the progress (shown otherwise: a bar on a terminal, elsewhere one line per finished cell)")
+    _add_engine_options(p)
     p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("bench", formatter_class=_HelpFormatter, help="environment speed against Gymnasium's CartPole-v1, as ratios measured in one run")
