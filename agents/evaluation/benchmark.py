@@ -46,6 +46,7 @@ DEFAULT_SUITE = "arb-v1"
 METRICS = ("approx_factor", "exact_match", "hellinger2")
 MAX_SUITE_BYTES = 1 << 20  # a suite is a page of JSON; anything larger is not one
 MAX_SEEDS = 1000
+MAX_CELLS = 100_000  # (horizon, seed, algorithm) cells of a suite; arb-v1 has 680
 _TASK_KEYS = {"id", "group", "task", "task_args", "horizons", "n_samples", "eval_samples", "seeds", "metric", "policy",
               "policy_args", "algo_args", "algorithms", "note"}
 _SUITE_KEYS = {"format", "name", "description", "groups", "tasks"}
@@ -140,6 +141,8 @@ def load_suite(spec: str | os.PathLike = DEFAULT_SUITE) -> Suite:
         data = json.loads(path.read_bytes().decode("utf-8"), parse_constant=_refuse)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SuiteError(f"{path} is not a JSON suite file ({exc})") from None
+    except RecursionError:
+        raise SuiteError(f"{path} is not a suite file: its JSON is nested too deeply") from None
     except SuiteError as exc:
         raise SuiteError(f"{path} {exc}") from None
     return validate_suite(data, str(path))
@@ -195,7 +198,7 @@ def validate_suite(data, path: str = "<suite>") -> Suite:
     if not isinstance(raw_tasks, list) or not raw_tasks:
         raise SuiteError(f"{path}: \"tasks\" must be a non-empty list")
     registry = _registry()
-    tasks, ids = [], set()
+    tasks, ids, cells = [], set(), 0
     for i, t in enumerate(raw_tasks):
         where = f"{path}: tasks[{i}]"
         if not isinstance(t, dict):
@@ -228,6 +231,11 @@ def validate_suite(data, path: str = "<suite>") -> Suite:
         n_samples = _check_count(f"{where}.n_samples", t.get("n_samples", 1000), 1)
         eval_samples = _check_count(f"{where}.eval_samples", t.get("eval_samples", 20_000), 2)
         seeds = _check_count(f"{where}.seeds", t.get("seeds", 5), 1, MAX_SEEDS)
+        n_algs = len(t["algorithms"]) if isinstance(t.get("algorithms"), list) else 1
+        cells += len(horizons) * seeds * max(1, n_algs)
+        if cells > MAX_CELLS:  # before any task is built: a suite's size is bounded, not just its file's
+            raise SuiteError(f"{where}: the suite has more than {MAX_CELLS} (horizon, seed, algorithm) cells "
+                             f"({cells} up to this task); split it")
         metric = t.get("metric")
         if metric not in METRICS:
             raise SuiteError(f"{where}.metric must be one of {list(METRICS)}, got {metric!r}")
@@ -509,12 +517,14 @@ class Table:
     missing: list  # (display, column, seeds found, seeds expected)
 
 
-def collect(suite: Suite, sources, tasks=None, user=()) -> Table:
+def collect(suite: Suite, sources, tasks=None, user=(), names=None) -> Table:
     """Group records of ``suite`` by (algorithm, task, horizon). ``sources``: a list of
     ``(records, labels)``, where ``labels`` maps the record labels to take to their display names
     (:func:`suite_jobs` gives them); display names must differ between sources. Records of another
     suite, of other labels, or of cells outside the suite are ignored; a cell given twice in one
-    source counts once (the first)."""
+    source counts once (the first). ``names``: what to call each source in errors (e.g. its
+    file; default ``sources[i]``): a record whose fields cannot be scored (a string or a negative
+    number where a distance goes, a seed that is not an integer, ...) is a one-line ``ValueError``."""
     from ar_agents.evaluation.sweep import cell_key
 
     selected = suite.select(tasks)
@@ -528,9 +538,15 @@ def collect(suite: Suite, sources, tasks=None, user=()) -> Table:
     seen = set()
     order = []
     tagged = []
-    for i, (records, labels) in enumerate(sources):
+    if isinstance(sources, (str, bytes, dict)) or not hasattr(sources, "__iter__"):
+        raise ValueError(f"sources must be a list of (records, labels) pairs, got {type(sources).__name__}")
+    for i, source in enumerate(sources):
+        if not (isinstance(source, (tuple, list)) and len(source) == 2 and isinstance(source[1], dict)):
+            raise ValueError(f"sources[{i}] must be a (records, labels) pair, labels a dict of record label: display name")
+        records, labels = source
         order += list(labels.values())
-        tagged += [(i, labels, rec) for rec in records]
+        name = names[i] if names is not None and i < len(names) else f"sources[{i}]"
+        tagged += [(i, labels, _check_record(rec, name)) for rec in records]
     from ar_agents.evaluation.report import _policy_class
     from ar_agents.evaluation.sweep import WELL_SPECIFIED_BELOW
 
@@ -589,6 +605,39 @@ def collect(suite: Suite, sources, tasks=None, user=()) -> Table:
                 out_values[a][c] = np.array([values[a][c][s] for s in seeds], dtype=float)
                 out_scores[a][c] = np.array([scores[a][c][s] for s in seeds], dtype=float)
     return Table(suite, columns, algorithms, [u for u in user if u in algorithms], out_values, out_scores, estimated, missing)
+
+
+def _check_record(rec, source: str) -> dict:
+    """A record as :func:`collect` reads it, or a one-line ``ValueError`` naming the field: the
+    fields a results file requires, objects where objects go, an integer seed, and the numbers
+    scores are made of finite and >= 0 (or null), so that a tampered file cannot be scored."""
+    from ar_agents.evaluation.sweep import REQUIRED_FIELDS
+
+    if not isinstance(rec, dict):
+        raise ValueError(f"{source}: a record must be a dict, got {type(rec).__name__}")
+    where = f"{source}: the record of {rec.get('algorithm')!r} on {rec.get('task')!r} seed={rec.get('seed')!r}"
+    missing = [f for f in REQUIRED_FIELDS if f not in rec]
+    if missing:
+        raise ValueError(f"{where} lacks fields {missing}")
+    for name in ("task", "algorithm"):
+        if not isinstance(rec[name], str):
+            raise ValueError(f"{where}: {name} must be a string, got {rec[name]!r}")
+    for name in ("task_args", "task_kwargs", "sweep_arg", "diagnostics"):
+        if rec.get(name) is not None and not isinstance(rec[name], dict):
+            raise ValueError(f"{where}: {name} must be an object, got {rec[name]!r}")
+    for name in ("seed", "n_samples", "horizon"):
+        if isinstance(rec[name], bool) or not isinstance(rec[name], int):
+            raise ValueError(f"{where}: {name} must be an integer, got {rec[name]!r}")
+    numbers = {k: rec.get(k) for k in ("hellinger2", "best_in_class_hellinger2", "approx_factor")}
+    numbers["diagnostics.exact_match"] = (rec.get("diagnostics") or {}).get("exact_match")
+    for name, v in numbers.items():
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise ValueError(f"{where}: {name} must be a finite number >= 0 or null, got {v!r}")
+        if name == "diagnostics.exact_match" and v > 1:
+            raise ValueError(f"{where}: {name} is a rate, at most 1, got {v!r}")
+    return rec
 
 
 def _horizon_arg(task_name: str) -> str:

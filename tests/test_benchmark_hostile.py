@@ -1,0 +1,119 @@
+"""The benchmark against hostile input: every bad suite, flag, results file or algorithm gives a
+one-line error naming what is wrong, before anything runs where it can; nothing grows without bound."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ar_agents.cli import main
+from ar_agents.evaluation import benchmark as bm
+
+# one task, one horizon, one seed, one algorithm: a cell runs in well under a second
+TINY = {
+    "format": "ar-envs-suite",
+    "name": "hostile-v1",
+    "tasks": [
+        {"id": "rare", "group": "misspecified", "task": "rare-token", "task_args": {"delta": 0.05},
+         "horizons": [1], "n_samples": 50, "eval_samples": 50, "seeds": 2, "metric": "approx_factor",
+         "algorithms": ["bc"]},
+    ],
+}
+
+
+def write_suite(tmp_path, data=None, name="suite.json") -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(TINY if data is None else data))
+    return str(path)
+
+
+def one_line_error(capsys, argv, code=2) -> str:
+    assert main(argv) == code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and err[-1].startswith("ar-envs benchmark: error: ")
+    assert not any("Traceback" in line for line in err)
+    return err[-1]
+
+
+def test_deeply_nested_suite_json_is_a_one_line_error(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)  # 200 kB, well under the size limit
+    with pytest.raises(ValueError, match="nested too deeply") as info:
+        bm.load_suite(str(path))
+    assert "\n" not in str(info.value)
+
+
+def test_a_suite_of_too_many_cells_is_refused_before_building_anything(tmp_path):
+    data = json.loads(json.dumps(TINY))
+    # 1000 seeds x 200 horizons = 200000 cells of a few bytes of JSON each: refused by count
+    data["tasks"][0].update(seeds=1000, horizons=list(range(1, 201)))
+    with pytest.raises(ValueError, match=f"more than {bm.MAX_CELLS}"):
+        bm.load_suite(write_suite(tmp_path, data))
+    data["tasks"][0].update(seeds=10, horizons=[1, 2])  # 20 cells: fine
+    assert bm.load_suite(write_suite(tmp_path, data)).cell_count() == 20
+
+
+def test_a_bad_plot_path_fails_before_any_cell_runs(tmp_path, capsys):
+    suite = write_suite(tmp_path)
+    out = tmp_path / "mine.jsonl"
+    base = ["benchmark", "--suite", suite, "--algorithm", "bc", "--out", str(out), "--quiet", "--reps", "100"]
+    assert "--plot must end in .png" in one_line_error(capsys, base + ["--plot", str(tmp_path / "fig.txt")])
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert "--plot" in one_line_error(capsys, base + ["--plot", str(blocker / "fig.png")])
+    # a figure (<stem>-<group>.png) that would replace the results file
+    out_named_like_figure = tmp_path / "f-misspecified.png"
+    argv = ["benchmark", "--suite", suite, "--algorithm", "bc", "--out", str(out_named_like_figure), "--quiet",
+            "--plot", str(tmp_path / "f.png")]
+    assert "would overwrite the results file" in one_line_error(capsys, argv)
+    assert not out.exists() and not out_named_like_figure.exists()  # nothing ran
+
+
+def run_reference(tmp_path) -> tuple[str, str]:
+    suite = write_suite(tmp_path)
+    ref = str(tmp_path / "ref.jsonl")
+    bm.run_benchmark(bm.load_suite(suite), out=ref, progress=False)
+    return suite, ref
+
+
+def test_a_named_reference_results_file_must_hold_the_suites_records(tmp_path, capsys):
+    suite, ref = run_reference(tmp_path)
+    base = ["benchmark", "--suite", suite, "--quiet", "--reps", "100", "--plot", str(tmp_path / "f.png")]
+    assert "no such file" in one_line_error(capsys, base + ["--reference-results", str(tmp_path / "typo.jsonl")])
+    other = dict(TINY, name="other-v1")
+    msg = one_line_error(capsys, ["benchmark", "--suite", write_suite(tmp_path, other, "other.json"), "--quiet",
+                                  "--reference-results", ref, "--plot", str(tmp_path / "g.png")])
+    assert "holds no records of suite other-v1" in msg and "hostile-v1" in msg
+    assert "--reference-results" in one_line_error(capsys, base + ["--reference", "--reference-results", ref])
+    assert main(base + ["--reference-results", ref]) == 0  # the right file is fine
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("hellinger2", "abc", "hellinger2 must be a finite number"),
+    ("hellinger2", -1.0, "hellinger2 must be a finite number"),
+    ("best_in_class_hellinger2", "x", "best_in_class_hellinger2 must be"),
+    ("approx_factor", [1], "approx_factor must be"),
+    ("seed", True, "seed must be an integer"),
+    ("sweep_arg", "x", "sweep_arg must be an object"),
+    ("task_kwargs", [1], "task_kwargs must be an object"),
+    ("diagnostics", {"exact_match": 7}, "at most 1"),
+])
+def test_tampered_reference_results_are_refused_naming_the_file_and_field(tmp_path, capsys, field, value, message):
+    suite, ref = run_reference(tmp_path)
+    lines = open(ref).read().splitlines()
+    rec = json.loads(lines[1])
+    rec[field] = value
+    (tmp_path / "tampered.jsonl").write_text("\n".join([lines[0], json.dumps(rec)] + lines[2:]) + "\n")
+    msg = one_line_error(capsys, ["benchmark", "--suite", suite, "--quiet", "--reps", "100", "--plot",
+                                  str(tmp_path / "f.png"), "--reference-results", str(tmp_path / "tampered.jsonl")])
+    assert message in msg and "--reference-results" in msg and "tampered.jsonl" in msg
+
+
+def test_collect_refuses_what_is_not_records(tmp_path):
+    suite = bm.load_suite(write_suite(tmp_path))
+    for sources, message in [(3, "list of"), ([([1], {"bc": "bc"})], "must be a dict"),
+                             ([([], ["bc"])], "pair"), ([([{"algorithm": "bc"}], {"bc": "bc"})], "lacks fields")]:
+        with pytest.raises(ValueError, match=message):
+            bm.collect(suite, sources)
+    assert bm.collect(suite, []).algorithms == []
