@@ -442,6 +442,11 @@ def main(argv=None) -> int:
             raise
         print(f"ar-envs {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback through the worker pool
+        saved = " (finished cells are in the results file: rerun the same command to resume)" if args.command in (
+            "sweep", "demo", "benchmark") else ""
+        print(f"\nar-envs {args.command}: interrupted{saved}", file=sys.stderr)
+        return 130
     except OSError as exc:  # a file we could not read or write (the disk, permissions)
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"ar-envs {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)

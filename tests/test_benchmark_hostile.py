@@ -117,3 +117,50 @@ def test_collect_refuses_what_is_not_records(tmp_path):
         with pytest.raises(ValueError, match=message):
             bm.collect(suite, sources)
     assert bm.collect(suite, []).algorithms == []
+
+
+def test_algo_args_an_algorithm_does_not_take_are_not_in_its_name(tmp_path, capsys):
+    suite = bm.load_suite(write_suite(tmp_path))
+    # bc takes max_iter, rho does not: rho's records are plain rho and its row must say so
+    _, labels = bm.suite_jobs(suite, ["bc", "rho"], algo_args={"max_iter": 5})
+    assert sorted(labels.values()) == ["bc[max_iter=5]", "rho"]
+    # an argument no algorithm takes was silently dropped and still shown in every name
+    with pytest.raises(ValueError, match="--algo-arg block is not an argument of any"):
+        bm.suite_jobs(suite, ["bc", "rho"], algo_args={"block": 3})
+    msg = one_line_error(capsys, ["benchmark", "--suite", write_suite(tmp_path), "--algorithm", "bc", "--algo-arg",
+                                  "nope=1", "--out", str(tmp_path / "o.jsonl"), "--quiet"])
+    assert "--algo-arg nope" in msg
+    with pytest.raises(ValueError, match="algo_args must be a dict"):
+        bm.suite_jobs(suite, ["bc"], algo_args=3)
+
+
+def test_run_benchmark_takes_a_class_as_the_readme_shows(tmp_path, monkeypatch):
+    (tmp_path / "hostile_mod.py").write_text(
+        "from ar_agents.algorithms import BC\n"
+        "class Mine(BC):\n"
+        "    '''BC.'''\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import hostile_mod
+
+    suite = bm.load_suite(write_suite(tmp_path))
+    recs = bm.run_benchmark(suite, [hostile_mod.Mine], out=tmp_path / "mine.jsonl", progress=False)
+    assert len(recs) == 2 and {r["algorithm"] for r in recs} == {"hostile_mod:Mine"}
+    _, labels = bm.suite_jobs(suite, [hostile_mod.Mine])
+    assert bm.collect(suite, [(recs, labels)]).algorithms == ["hostile_mod:Mine"]
+    for bad in ([3], [hostile_mod.Mine()], "", 3):
+        with pytest.raises(ValueError, match="algorithm"):
+            bm.run_benchmark(suite, bad, out=tmp_path / "bad.jsonl", progress=False)
+    assert not (tmp_path / "bad.jsonl").exists()
+
+
+def test_ctrl_c_is_one_line_and_exit_code_130(tmp_path, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bm, "run_benchmark", interrupted)
+    argv = ["benchmark", "--suite", write_suite(tmp_path), "--algorithm", "bc", "--out", str(tmp_path / "o.jsonl")]
+    assert main(argv) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == ("ar-envs benchmark: interrupted (finished cells are in the results file: rerun the same "
+                       "command to resume)")
+    assert not any("Traceback" in line for line in err)

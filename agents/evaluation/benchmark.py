@@ -334,6 +334,37 @@ def build_for_task(spec: str, task: SuiteTask, args: dict | None = None):
     return built[0]
 
 
+def _check_specs(algorithms) -> list[str]:
+    """``algorithms`` as a list of specs: registry names or ``package.module:Name`` strings; a
+    class or function defined in an importable module is taken as its import path (workers
+    import it by that path)."""
+    if isinstance(algorithms, (str, bytes)) or not isinstance(algorithms, (list, tuple)):
+        raise ValueError(f"algorithms must be a list of registry names or 'package.module:Name' paths, got {algorithms!r}")
+    specs = []
+    for a in algorithms:
+        if isinstance(a, str) and a:
+            specs.append(a)
+            continue
+        module, qualname = getattr(a, "__module__", None), getattr(a, "__qualname__", "")
+        if not callable(a) or not isinstance(module, str) or module == "__main__" or "<" in qualname:
+            raise ValueError(f"algorithms: {a!r} is not a registry name, a 'package.module:Name' path, or a class or "
+                             "function of an importable module (one defined in __main__ or a function body cannot be "
+                             "imported by the workers)")
+        specs.append(f"{module}:{qualname}")
+    return specs
+
+
+def _applied_args(spec: str, args: dict) -> dict:
+    """The arguments of ``args`` that :func:`build_for_task` gives the algorithm ``spec``."""
+    from ar_agents.algorithms.base import _registry, load_algorithm
+
+    cls = _registry().get(spec) or load_algorithm(spec)
+    if not isinstance(cls, type):
+        return {}
+    accepted = _accepted(cls)
+    return dict(args) if accepted is None else {k: v for k, v in args.items() if k in accepted}
+
+
 def reference_algorithms(suite: Suite, tasks=None) -> list[str]:
     """The labels of the suite's reference algorithms, in first-seen order."""
     return list(dict.fromkeys(a.label for t in suite.select(tasks) for a in t.algorithms))
@@ -347,12 +378,22 @@ def suite_jobs(suite: Suite, algorithms=None, tasks=None, algo_args: dict | None
     from ar_agents.evaluation.sweep import Cell, _jsonable
 
     jobs, labels = [], {}
+    if algorithms is not None:
+        algorithms = _check_specs(algorithms)
+        if algo_args is not None and not (isinstance(algo_args, dict) and all(isinstance(k, str) for k in algo_args)):
+            raise ValueError(f"algo_args must be a dict of argument name: value, got {algo_args!r}")
+        applied = {spec: _applied_args(spec, algo_args or {}) for spec in algorithms}
+        unused = sorted(set(algo_args or {}) - {k for a in applied.values() for k in a})
+        if unused:
+            raise ValueError(f"--algo-arg {', '.join(unused)} is not an argument of any of the algorithms {list(algorithms)}")
     for task in suite.select(tasks):
         if algorithms is None:
             built = [(a.label, build_for_task(a.name, task, a.args)) for a in task.algorithms]
         else:
-            suffix = ",".join(f"{k}={v}" for k, v in sorted((algo_args or {}).items()))
-            built = [(f"{spec}[{suffix}]" if suffix else spec, build_for_task(spec, task, algo_args)) for spec in algorithms]
+            built = []
+            for spec in algorithms:  # the name shown lists the arguments the algorithm takes, no others
+                suffix = ",".join(f"{k}={v}" for k, v in sorted(applied[spec].items()))
+                built.append((f"{spec}[{suffix}]" if suffix else spec, build_for_task(spec, task, algo_args)))
         for display, alg in built:
             label = alg if isinstance(alg, str) else alg.name
             labels[label] = display
@@ -420,6 +461,8 @@ def run_benchmark(suite: Suite | str = DEFAULT_SUITE, algorithms=None, *, tasks=
         algorithms = [a.strip() for a in algorithms.split(",") if a.strip()]
     if algorithms is not None and not algorithms:
         raise ValueError("--algorithm must name at least one algorithm")
+    if algorithms is not None:
+        algorithms = _check_specs(algorithms)
     if algo_args and algorithms is None:
         raise ValueError("algo_args apply to given algorithms; the reference algorithms take the suite's own")
     jobs, _ = suite_jobs(suite, algorithms, tasks, algo_args)
