@@ -164,3 +164,15 @@ def test_ctrl_c_is_one_line_and_exit_code_130(tmp_path, capsys, monkeypatch):
     assert err[-1] == ("ar-envs benchmark: interrupted (finished cells are in the results file: rerun the same "
                        "command to resume)")
     assert not any("Traceback" in line for line in err)
+
+
+def test_the_table_functions_refuse_what_is_not_a_table(tmp_path):
+    suite = bm.load_suite(write_suite(tmp_path))
+    table = bm.collect(suite, [])
+    for call in (lambda: bm.aggregates(3), lambda: bm.format_comparison({}, {}),
+                 lambda: bm.plot_comparison(None, {}, str(tmp_path / "f.png"))):
+        with pytest.raises(ValueError, match="table must be a Table"):
+            call()
+    with pytest.raises(ValueError, match="aggs must be"):
+        bm.format_comparison(table, [])
+    assert bm.aggregates(table) == {}  # an empty table is fine: nothing to aggregate

@@ -701,6 +701,16 @@ METRIC_TEXT = {
 SCORE_TEXT = {"approx_factor": "1/C", "exact_match": "exact match", "hellinger2": "1 - D_H^2"}
 
 
+def _check_table(table) -> None:
+    if not isinstance(table, Table):
+        raise ValueError(f"table must be a Table made by collect(), got {type(table).__name__}")
+
+
+def _check_aggs(aggs) -> None:
+    if not isinstance(aggs, dict):
+        raise ValueError(f"aggs must be the dict aggregates() returns, got {type(aggs).__name__}")
+
+
 def _seed_interval(values: np.ndarray, reps: int, seed: int) -> tuple[float, float, float]:
     """The mean over seeds and its 95% percentile-bootstrap interval over seeds."""
     from ar_agents.evaluation import aggregate
@@ -740,6 +750,7 @@ def aggregates(table: Table, reps: int = 2000, seed: int = 0) -> dict:
     """Per group: IQM, mean and median of the normalised scores with stratified-bootstrap 95%
     intervals, and (with user algorithms) each one's probability of improvement over every
     reference algorithm, on the columns both have."""
+    _check_table(table)
     from ar_agents.evaluation import aggregate
 
     out = {}
@@ -774,6 +785,8 @@ def aggregates(table: Table, reps: int = 2000, seed: int = 0) -> dict:
 def format_comparison(table: Table, aggs: dict, reps: int = 2000, seed: int = 0) -> str:
     """The per-task tables (one block per task: algorithms x horizons, mean over seeds
     [95% bootstrap interval over seeds], ``~`` on estimated numbers) and the aggregates."""
+    _check_table(table)
+    _check_aggs(aggs)
     lines = [f"benchmark {table.suite.name} ({table.suite.path})"]
     if table.user:
         lines.append(f"yours (marked >): {', '.join(table.user)}; the others are the shipped reference results")
@@ -855,6 +868,8 @@ def plot_comparison(table: Table, aggs: dict, path: str, reps: int = 2000, seed:
     performance profiles (the fraction of scores above tau) with their bands."""
     from ar_agents.evaluation import aggregate
 
+    _check_table(table)
+    _check_aggs(aggs)
     stem, ext = os.path.splitext(os.fspath(path))
     written = []
     for group, agg in aggs.items():
