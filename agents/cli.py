@@ -255,7 +255,10 @@ def cmd_benchmark(args) -> int:
                   f"seeds={t.seeds} n={t.n_samples} metric={t.metric} policy={t.policy or 'log-linear'}: {algs}")
         print(f"  {suite.cell_count(tasks)} reference cells")
         return 0
-    reps = check_int("reps", args.reps, 100, 100_000)
+    reps = check_int("--reps", args.reps, 100, 100_000)
+    for flag in ("out", "plot", "reference_results"):
+        if getattr(args, flag) == "":  # an empty path is a mistake, not the default
+            raise ValueError(f"--{flag.replace('_', '-')} must be a file path, got ''")
     algs = [a.strip() for item in args.algorithm for a in item.split(",") if a.strip()]
     if args.algorithm and not algs:
         raise ValueError("--algorithm must name an algorithm (a registry name or package.module:Name)")

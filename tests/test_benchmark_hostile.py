@@ -176,3 +176,14 @@ def test_the_table_functions_refuse_what_is_not_a_table(tmp_path):
     with pytest.raises(ValueError, match="aggs must be"):
         bm.format_comparison(table, [])
     assert bm.aggregates(table) == {}  # an empty table is fine: nothing to aggregate
+
+
+@pytest.mark.parametrize("flag", ["--out", "--plot", "--reference-results"])
+def test_an_empty_path_is_an_error_not_the_default(tmp_path, capsys, flag):
+    msg = one_line_error(capsys, ["benchmark", "--suite", write_suite(tmp_path), "--algorithm", "bc", "--quiet", flag, ""])
+    assert f"{flag} must be a file path" in msg
+
+
+def test_reps_errors_name_the_flag(tmp_path, capsys):
+    assert "--reps must be an integer in [100, 100000]" in one_line_error(
+        capsys, ["benchmark", "--suite", write_suite(tmp_path), "--reps", "-5"])
