@@ -187,3 +187,20 @@ def test_an_empty_path_is_an_error_not_the_default(tmp_path, capsys, flag):
 def test_reps_errors_name_the_flag(tmp_path, capsys):
     assert "--reps must be an integer in [100, 100000]" in one_line_error(
         capsys, ["benchmark", "--suite", write_suite(tmp_path), "--reps", "-5"])
+
+
+@pytest.mark.parametrize("where", ["task", "groups"])
+def test_a_group_name_cannot_put_a_figure_outside_the_plot_folder(tmp_path, where):
+    data = json.loads(json.dumps(TINY))
+    evil = "x/../../escaped"
+    if where == "task":
+        data["tasks"][0]["group"] = evil
+    else:
+        data["groups"] = {evil: "a group"}
+    with pytest.raises(ValueError, match="must be a name of letters") as info:
+        bm.load_suite(write_suite(tmp_path, data))
+    assert "\n" not in str(info.value)
+    data = json.loads(json.dumps(TINY))
+    data["description"] = {"not": "text"}
+    with pytest.raises(ValueError, match="description"):
+        bm.load_suite(write_suite(tmp_path, data))

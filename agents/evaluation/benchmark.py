@@ -148,6 +148,14 @@ def load_suite(spec: str | os.PathLike = DEFAULT_SUITE) -> Suite:
     return validate_suite(data, str(path))
 
 
+def _check_group(where: str, group) -> str:
+    """A group name: it names the group's figure file (``<plot stem>-<group>.png``), so letters,
+    digits, '-', '_' and '.' only (no path separators: a suite never writes outside --plot's folder)."""
+    if not isinstance(group, str) or not group or not all(c.isalnum() or c in "-_." for c in group):
+        raise SuiteError(f"{where} must be a name of letters, digits, '-', '_', '.', got {group!r}")
+    return group
+
+
 def _check_dict(where: str, value) -> dict:
     if value is None:
         return {}
@@ -194,6 +202,10 @@ def validate_suite(data, path: str = "<suite>") -> Suite:
     groups = data.get("groups") or {}
     if not isinstance(groups, dict) or not all(isinstance(v, str) for v in groups.values()):
         raise SuiteError(f"{path}: \"groups\" must map group names to descriptions")
+    for g in groups:
+        _check_group(f"{path}: \"groups\"", g)
+    if not isinstance(data.get("description", ""), str):
+        raise SuiteError(f"{path}: \"description\" must be text")
     raw_tasks = data.get("tasks")
     if not isinstance(raw_tasks, list) or not raw_tasks:
         raise SuiteError(f"{path}: \"tasks\" must be a non-empty list")
@@ -258,9 +270,7 @@ def validate_suite(data, path: str = "<suite>") -> Suite:
             if metric == "exact_match" and not task.deterministic_expert:
                 raise SuiteError(f"{where}: metric exact_match needs a deterministic expert, and {task_name}'s samples")
         algo_args = _check_dict(f"{where}.algo_args", t.get("algo_args"))
-        group = t.get("group", metric)
-        if not isinstance(group, str) or not group:
-            raise SuiteError(f"{where}.group must be a name, got {group!r}")
+        group = _check_group(f"{where}.group", t.get("group", metric))
         raw_algs = t.get("algorithms")
         if not isinstance(raw_algs, list) or not raw_algs:
             raise SuiteError(f"{where}.algorithms must be a non-empty list")
