@@ -300,7 +300,8 @@ def cmd_benchmark(args) -> int:
                   f"make them with: ar-envs benchmark --suite {args.suite} --reference", file=sys.stderr)
     sources.append((ref, ref_labels))
     if algs:
-        clash = set(user_labels.values()) & set(ref_labels.values())
+        shown = {ref_labels[r["algorithm"]] for r in ref if r.get("algorithm") in ref_labels}  # rows of the reference
+        clash = set(user_labels.values()) & shown
         user_labels = {k: (f"{v} (yours)" if v in clash else v) for k, v in user_labels.items()}
         recs = bm.run_benchmark(suite, algs, algo_args=algo_args, out=out, **run)
         sources.append((recs, user_labels))

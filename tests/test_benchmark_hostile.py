@@ -204,3 +204,16 @@ def test_a_group_name_cannot_put_a_figure_outside_the_plot_folder(tmp_path, wher
     data["description"] = {"not": "text"}
     with pytest.raises(ValueError, match="description"):
         bm.load_suite(write_suite(tmp_path, data))
+
+
+def test_yours_marks_a_name_only_when_a_reference_row_has_it(tmp_path, capsys):
+    suite = write_suite(tmp_path)
+    argv = ["benchmark", "--suite", suite, "--algorithm", "bc", "--quiet", "--reps", "100", "--out",
+            str(tmp_path / "mine.jsonl")]
+    assert main(argv) == 0  # no reference results of this suite: no row to tell apart
+    out = capsys.readouterr().out
+    assert "> bc " in out and "(yours)" not in out
+    _, ref = run_reference(tmp_path)
+    assert main(argv + ["--reference-results", ref]) == 0  # the reference's bc is shown too
+    out = capsys.readouterr().out
+    assert "> bc (yours)" in out and "\n  bc " in out
