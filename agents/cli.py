@@ -222,6 +222,23 @@ def cmd_demo(args) -> int:
     return _print_report(args.out, args.plots)
 
 
+def _check_benchmark_plot(plot: str, suite, results: list) -> None:
+    """``--plot``: a .png, .pdf or .svg path in a directory we can write to, whose figures
+    (``<stem>-<group><ext>``) are none of the results files; checked before any cell runs."""
+    stem, ext = os.path.splitext(plot)
+    if ext.lower() not in ("", ".png", ".pdf", ".svg"):
+        raise ValueError(f"--plot must end in .png, .pdf or .svg, got {plot!r}")
+    try:
+        _check_plots_dir(os.path.dirname(os.path.abspath(plot)))
+    except ValueError as exc:
+        raise ValueError(str(exc).replace("--plots", "--plot", 1)) from None
+    taken = {os.path.realpath(r) for r in results if r}
+    for group in suite.groups:
+        figure = f"{stem}-{group}{ext or '.png'}"
+        if os.path.realpath(figure) in taken:
+            raise ValueError(f"--plot {plot!r} would overwrite the results file {figure} with a figure; choose another --plot")
+
+
 def cmd_benchmark(args) -> int:
     from ar_agents.evaluation import benchmark as bm
     from ar_agents.evaluation.sweep import parse_name_values
@@ -245,6 +262,8 @@ def cmd_benchmark(args) -> int:
     algs = [a.strip() for item in args.algorithm for a in item.split(",") if a.strip()]
     if args.algorithm and not algs:
         raise ValueError("--algorithm must name an algorithm (a registry name or package.module:Name)")
+    if args.reference and args.reference_results is not None:
+        raise ValueError("--reference makes reference results (in --out); --reference-results names ones to compare with")
     if args.reference and algs:
         raise ValueError("--reference runs the suite's own algorithms; give it without --algorithm")
     if args.algo_arg and not algs:
@@ -259,22 +278,37 @@ def cmd_benchmark(args) -> int:
     out = args.out
     if args.reference:
         out = out or os.path.join("results", f"{suite.name}-reference.jsonl")
+    elif algs:
+        out = out or os.path.join("results", f"{suite.name}-benchmark.jsonl")
+    plot = args.plot or os.path.join(os.path.dirname(os.path.abspath(out)) if out else "results", f"{suite.name}-benchmark.png")
+    _check_benchmark_plot(plot, suite, [out, args.reference_results])  # before anything runs
+    if args.reference:
         ref = bm.run_benchmark(suite, None, out=out, **run)
     else:
         ref = bm.reference_records(suite, args.reference_results)
+        if args.reference_results is not None and not ref:  # a file given by name must hold what it is for
+            if not os.path.exists(args.reference_results):
+                raise ValueError(f"--reference-results {args.reference_results}: no such file")
+            from ar_agents.evaluation.sweep import ResultsFile
+
+            held = sorted({str(r.get("suite")) for r in ResultsFile(args.reference_results).records()})
+            raise ValueError(f"--reference-results {args.reference_results} holds no records of suite {suite.name} "
+                             f"(it holds {'those of suite(s) ' + ', '.join(held) if held else 'no records'})")
         if not ref:
             where = args.reference_results or bm.reference_path(suite)
             print(f"note: no reference results of {suite.name} in {where}; "
                   f"make them with: ar-envs benchmark --suite {args.suite} --reference", file=sys.stderr)
     sources.append((ref, ref_labels))
     if algs:
-        out = out or os.path.join("results", f"{suite.name}-benchmark.jsonl")
-        clash = set(user_labels.values()) & set(ref_labels.values())
+        shown = {ref_labels[r["algorithm"]] for r in ref if r.get("algorithm") in ref_labels}  # rows of the reference
+        clash = set(user_labels.values()) & shown
         user_labels = {k: (f"{v} (yours)" if v in clash else v) for k, v in user_labels.items()}
         recs = bm.run_benchmark(suite, algs, algo_args=algo_args, out=out, **run)
         sources.append((recs, user_labels))
         user = list(dict.fromkeys(user_labels.values()))
-    table = bm.collect(suite, sources, tasks, user=user)
+    names = [f"--reference-results {args.reference_results or bm.reference_path(suite)}" if not args.reference
+             else f"--out {out}", f"--out {out}"]
+    table = bm.collect(suite, sources, tasks, user=user, names=names)
     aggs = bm.aggregates(table, reps=reps)
     text = bm.format_comparison(table, aggs, reps=reps)
     if not args.algorithm and not args.reference and ref:
@@ -282,8 +316,6 @@ def cmd_benchmark(args) -> int:
         text += "\n\nreference results made by: " + "; ".join(sorted(made))
     print(text)
     if table.algorithms:
-        plot = args.plot or os.path.join(os.path.dirname(os.path.abspath(out)) if out else "results", f"{suite.name}-benchmark.png")
-        _check_plots_dir(os.path.dirname(os.path.abspath(plot)))
         print("\nplots: " + ", ".join(bm.plot_comparison(table, aggs, plot, reps=reps)))
     return 0
 
@@ -414,6 +446,11 @@ def main(argv=None) -> int:
             raise
         print(f"ar-envs {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback through the worker pool
+        saved = " (finished cells are in the results file: rerun the same command to resume)" if args.command in (
+            "sweep", "demo", "benchmark") else ""
+        print(f"\nar-envs {args.command}: interrupted{saved}", file=sys.stderr)
+        return 130
     except OSError as exc:  # a file we could not read or write (the disk, permissions)
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"ar-envs {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)

@@ -46,6 +46,7 @@ DEFAULT_SUITE = "arb-v1"
 METRICS = ("approx_factor", "exact_match", "hellinger2")
 MAX_SUITE_BYTES = 1 << 20  # a suite is a page of JSON; anything larger is not one
 MAX_SEEDS = 1000
+MAX_CELLS = 100_000  # (horizon, seed, algorithm) cells of a suite; arb-v1 has 680
 _TASK_KEYS = {"id", "group", "task", "task_args", "horizons", "n_samples", "eval_samples", "seeds", "metric", "policy",
               "policy_args", "algo_args", "algorithms", "note"}
 _SUITE_KEYS = {"format", "name", "description", "groups", "tasks"}
@@ -140,9 +141,19 @@ def load_suite(spec: str | os.PathLike = DEFAULT_SUITE) -> Suite:
         data = json.loads(path.read_bytes().decode("utf-8"), parse_constant=_refuse)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SuiteError(f"{path} is not a JSON suite file ({exc})") from None
+    except RecursionError:
+        raise SuiteError(f"{path} is not a suite file: its JSON is nested too deeply") from None
     except SuiteError as exc:
         raise SuiteError(f"{path} {exc}") from None
     return validate_suite(data, str(path))
+
+
+def _check_group(where: str, group) -> str:
+    """A group name: it names the group's figure file (``<plot stem>-<group>.png``), so letters,
+    digits, '-', '_' and '.' only (no path separators: a suite never writes outside --plot's folder)."""
+    if not isinstance(group, str) or not group or not all(c.isalnum() or c in "-_." for c in group):
+        raise SuiteError(f"{where} must be a name of letters, digits, '-', '_', '.', got {group!r}")
+    return group
 
 
 def _check_dict(where: str, value) -> dict:
@@ -191,11 +202,15 @@ def validate_suite(data, path: str = "<suite>") -> Suite:
     groups = data.get("groups") or {}
     if not isinstance(groups, dict) or not all(isinstance(v, str) for v in groups.values()):
         raise SuiteError(f"{path}: \"groups\" must map group names to descriptions")
+    for g in groups:
+        _check_group(f"{path}: \"groups\"", g)
+    if not isinstance(data.get("description", ""), str):
+        raise SuiteError(f"{path}: \"description\" must be text")
     raw_tasks = data.get("tasks")
     if not isinstance(raw_tasks, list) or not raw_tasks:
         raise SuiteError(f"{path}: \"tasks\" must be a non-empty list")
     registry = _registry()
-    tasks, ids = [], set()
+    tasks, ids, cells = [], set(), 0
     for i, t in enumerate(raw_tasks):
         where = f"{path}: tasks[{i}]"
         if not isinstance(t, dict):
@@ -228,6 +243,11 @@ def validate_suite(data, path: str = "<suite>") -> Suite:
         n_samples = _check_count(f"{where}.n_samples", t.get("n_samples", 1000), 1)
         eval_samples = _check_count(f"{where}.eval_samples", t.get("eval_samples", 20_000), 2)
         seeds = _check_count(f"{where}.seeds", t.get("seeds", 5), 1, MAX_SEEDS)
+        n_algs = len(t["algorithms"]) if isinstance(t.get("algorithms"), list) else 1
+        cells += len(horizons) * seeds * max(1, n_algs)
+        if cells > MAX_CELLS:  # before any task is built: a suite's size is bounded, not just its file's
+            raise SuiteError(f"{where}: the suite has more than {MAX_CELLS} (horizon, seed, algorithm) cells "
+                             f"({cells} up to this task); split it")
         metric = t.get("metric")
         if metric not in METRICS:
             raise SuiteError(f"{where}.metric must be one of {list(METRICS)}, got {metric!r}")
@@ -250,9 +270,7 @@ def validate_suite(data, path: str = "<suite>") -> Suite:
             if metric == "exact_match" and not task.deterministic_expert:
                 raise SuiteError(f"{where}: metric exact_match needs a deterministic expert, and {task_name}'s samples")
         algo_args = _check_dict(f"{where}.algo_args", t.get("algo_args"))
-        group = t.get("group", metric)
-        if not isinstance(group, str) or not group:
-            raise SuiteError(f"{where}.group must be a name, got {group!r}")
+        group = _check_group(f"{where}.group", t.get("group", metric))
         raw_algs = t.get("algorithms")
         if not isinstance(raw_algs, list) or not raw_algs:
             raise SuiteError(f"{where}.algorithms must be a non-empty list")
@@ -326,6 +344,37 @@ def build_for_task(spec: str, task: SuiteTask, args: dict | None = None):
     return built[0]
 
 
+def _check_specs(algorithms) -> list[str]:
+    """``algorithms`` as a list of specs: registry names or ``package.module:Name`` strings; a
+    class or function defined in an importable module is taken as its import path (workers
+    import it by that path)."""
+    if isinstance(algorithms, (str, bytes)) or not isinstance(algorithms, (list, tuple)):
+        raise ValueError(f"algorithms must be a list of registry names or 'package.module:Name' paths, got {algorithms!r}")
+    specs = []
+    for a in algorithms:
+        if isinstance(a, str) and a:
+            specs.append(a)
+            continue
+        module, qualname = getattr(a, "__module__", None), getattr(a, "__qualname__", "")
+        if not callable(a) or not isinstance(module, str) or module == "__main__" or "<" in qualname:
+            raise ValueError(f"algorithms: {a!r} is not a registry name, a 'package.module:Name' path, or a class or "
+                             "function of an importable module (one defined in __main__ or a function body cannot be "
+                             "imported by the workers)")
+        specs.append(f"{module}:{qualname}")
+    return specs
+
+
+def _applied_args(spec: str, args: dict) -> dict:
+    """The arguments of ``args`` that :func:`build_for_task` gives the algorithm ``spec``."""
+    from ar_agents.algorithms.base import _registry, load_algorithm
+
+    cls = _registry().get(spec) or load_algorithm(spec)
+    if not isinstance(cls, type):
+        return {}
+    accepted = _accepted(cls)
+    return dict(args) if accepted is None else {k: v for k, v in args.items() if k in accepted}
+
+
 def reference_algorithms(suite: Suite, tasks=None) -> list[str]:
     """The labels of the suite's reference algorithms, in first-seen order."""
     return list(dict.fromkeys(a.label for t in suite.select(tasks) for a in t.algorithms))
@@ -339,12 +388,22 @@ def suite_jobs(suite: Suite, algorithms=None, tasks=None, algo_args: dict | None
     from ar_agents.evaluation.sweep import Cell, _jsonable
 
     jobs, labels = [], {}
+    if algorithms is not None:
+        algorithms = _check_specs(algorithms)
+        if algo_args is not None and not (isinstance(algo_args, dict) and all(isinstance(k, str) for k in algo_args)):
+            raise ValueError(f"algo_args must be a dict of argument name: value, got {algo_args!r}")
+        applied = {spec: _applied_args(spec, algo_args or {}) for spec in algorithms}
+        unused = sorted(set(algo_args or {}) - {k for a in applied.values() for k in a})
+        if unused:
+            raise ValueError(f"--algo-arg {', '.join(unused)} is not an argument of any of the algorithms {list(algorithms)}")
     for task in suite.select(tasks):
         if algorithms is None:
             built = [(a.label, build_for_task(a.name, task, a.args)) for a in task.algorithms]
         else:
-            suffix = ",".join(f"{k}={v}" for k, v in sorted((algo_args or {}).items()))
-            built = [(f"{spec}[{suffix}]" if suffix else spec, build_for_task(spec, task, algo_args)) for spec in algorithms]
+            built = []
+            for spec in algorithms:  # the name shown lists the arguments the algorithm takes, no others
+                suffix = ",".join(f"{k}={v}" for k, v in sorted(applied[spec].items()))
+                built.append((f"{spec}[{suffix}]" if suffix else spec, build_for_task(spec, task, algo_args)))
         for display, alg in built:
             label = alg if isinstance(alg, str) else alg.name
             labels[label] = display
@@ -412,6 +471,8 @@ def run_benchmark(suite: Suite | str = DEFAULT_SUITE, algorithms=None, *, tasks=
         algorithms = [a.strip() for a in algorithms.split(",") if a.strip()]
     if algorithms is not None and not algorithms:
         raise ValueError("--algorithm must name at least one algorithm")
+    if algorithms is not None:
+        algorithms = _check_specs(algorithms)
     if algo_args and algorithms is None:
         raise ValueError("algo_args apply to given algorithms; the reference algorithms take the suite's own")
     jobs, _ = suite_jobs(suite, algorithms, tasks, algo_args)
@@ -509,12 +570,14 @@ class Table:
     missing: list  # (display, column, seeds found, seeds expected)
 
 
-def collect(suite: Suite, sources, tasks=None, user=()) -> Table:
+def collect(suite: Suite, sources, tasks=None, user=(), names=None) -> Table:
     """Group records of ``suite`` by (algorithm, task, horizon). ``sources``: a list of
     ``(records, labels)``, where ``labels`` maps the record labels to take to their display names
     (:func:`suite_jobs` gives them); display names must differ between sources. Records of another
     suite, of other labels, or of cells outside the suite are ignored; a cell given twice in one
-    source counts once (the first)."""
+    source counts once (the first). ``names``: what to call each source in errors (e.g. its
+    file; default ``sources[i]``): a record whose fields cannot be scored (a string or a negative
+    number where a distance goes, a seed that is not an integer, ...) is a one-line ``ValueError``."""
     from ar_agents.evaluation.sweep import cell_key
 
     selected = suite.select(tasks)
@@ -528,9 +591,15 @@ def collect(suite: Suite, sources, tasks=None, user=()) -> Table:
     seen = set()
     order = []
     tagged = []
-    for i, (records, labels) in enumerate(sources):
+    if isinstance(sources, (str, bytes, dict)) or not hasattr(sources, "__iter__"):
+        raise ValueError(f"sources must be a list of (records, labels) pairs, got {type(sources).__name__}")
+    for i, source in enumerate(sources):
+        if not (isinstance(source, (tuple, list)) and len(source) == 2 and isinstance(source[1], dict)):
+            raise ValueError(f"sources[{i}] must be a (records, labels) pair, labels a dict of record label: display name")
+        records, labels = source
         order += list(labels.values())
-        tagged += [(i, labels, rec) for rec in records]
+        name = names[i] if names is not None and i < len(names) else f"sources[{i}]"
+        tagged += [(i, labels, _check_record(rec, name)) for rec in records]
     from ar_agents.evaluation.report import _policy_class
     from ar_agents.evaluation.sweep import WELL_SPECIFIED_BELOW
 
@@ -591,6 +660,39 @@ def collect(suite: Suite, sources, tasks=None, user=()) -> Table:
     return Table(suite, columns, algorithms, [u for u in user if u in algorithms], out_values, out_scores, estimated, missing)
 
 
+def _check_record(rec, source: str) -> dict:
+    """A record as :func:`collect` reads it, or a one-line ``ValueError`` naming the field: the
+    fields a results file requires, objects where objects go, an integer seed, and the numbers
+    scores are made of finite and >= 0 (or null), so that a tampered file cannot be scored."""
+    from ar_agents.evaluation.sweep import REQUIRED_FIELDS
+
+    if not isinstance(rec, dict):
+        raise ValueError(f"{source}: a record must be a dict, got {type(rec).__name__}")
+    where = f"{source}: the record of {rec.get('algorithm')!r} on {rec.get('task')!r} seed={rec.get('seed')!r}"
+    missing = [f for f in REQUIRED_FIELDS if f not in rec]
+    if missing:
+        raise ValueError(f"{where} lacks fields {missing}")
+    for name in ("task", "algorithm"):
+        if not isinstance(rec[name], str):
+            raise ValueError(f"{where}: {name} must be a string, got {rec[name]!r}")
+    for name in ("task_args", "task_kwargs", "sweep_arg", "diagnostics"):
+        if rec.get(name) is not None and not isinstance(rec[name], dict):
+            raise ValueError(f"{where}: {name} must be an object, got {rec[name]!r}")
+    for name in ("seed", "n_samples", "horizon"):
+        if isinstance(rec[name], bool) or not isinstance(rec[name], int):
+            raise ValueError(f"{where}: {name} must be an integer, got {rec[name]!r}")
+    numbers = {k: rec.get(k) for k in ("hellinger2", "best_in_class_hellinger2", "approx_factor")}
+    numbers["diagnostics.exact_match"] = (rec.get("diagnostics") or {}).get("exact_match")
+    for name, v in numbers.items():
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise ValueError(f"{where}: {name} must be a finite number >= 0 or null, got {v!r}")
+        if name == "diagnostics.exact_match" and v > 1:
+            raise ValueError(f"{where}: {name} is a rate, at most 1, got {v!r}")
+    return rec
+
+
 def _horizon_arg(task_name: str) -> str:
     from ar_envs.tasks import get_task_class
 
@@ -607,6 +709,16 @@ METRIC_TEXT = {
     "hellinger2": "D_H^2, lower is better",
 }
 SCORE_TEXT = {"approx_factor": "1/C", "exact_match": "exact match", "hellinger2": "1 - D_H^2"}
+
+
+def _check_table(table) -> None:
+    if not isinstance(table, Table):
+        raise ValueError(f"table must be a Table made by collect(), got {type(table).__name__}")
+
+
+def _check_aggs(aggs) -> None:
+    if not isinstance(aggs, dict):
+        raise ValueError(f"aggs must be the dict aggregates() returns, got {type(aggs).__name__}")
 
 
 def _seed_interval(values: np.ndarray, reps: int, seed: int) -> tuple[float, float, float]:
@@ -648,6 +760,7 @@ def aggregates(table: Table, reps: int = 2000, seed: int = 0) -> dict:
     """Per group: IQM, mean and median of the normalised scores with stratified-bootstrap 95%
     intervals, and (with user algorithms) each one's probability of improvement over every
     reference algorithm, on the columns both have."""
+    _check_table(table)
     from ar_agents.evaluation import aggregate
 
     out = {}
@@ -682,6 +795,8 @@ def aggregates(table: Table, reps: int = 2000, seed: int = 0) -> dict:
 def format_comparison(table: Table, aggs: dict, reps: int = 2000, seed: int = 0) -> str:
     """The per-task tables (one block per task: algorithms x horizons, mean over seeds
     [95% bootstrap interval over seeds], ``~`` on estimated numbers) and the aggregates."""
+    _check_table(table)
+    _check_aggs(aggs)
     lines = [f"benchmark {table.suite.name} ({table.suite.path})"]
     if table.user:
         lines.append(f"yours (marked >): {', '.join(table.user)}; the others are the shipped reference results")
@@ -763,6 +878,8 @@ def plot_comparison(table: Table, aggs: dict, path: str, reps: int = 2000, seed:
     performance profiles (the fraction of scores above tau) with their bands."""
     from ar_agents.evaluation import aggregate
 
+    _check_table(table)
+    _check_aggs(aggs)
     stem, ext = os.path.splitext(os.fspath(path))
     written = []
     for group, agg in aggs.items():
