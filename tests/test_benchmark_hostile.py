@@ -216,3 +216,15 @@ def test_yours_marks_a_name_only_when_a_reference_row_has_it(tmp_path, capsys):
     assert main(argv + ["--reference-results", ref]) == 0  # the reference's bc is shown too
     out = capsys.readouterr().out
     assert "> bc (yours)" in out and "\n  bc " in out
+
+
+def test_a_value_error_inside_a_users_fit_names_the_cell(tmp_path, monkeypatch):
+    from ar_agents.evaluation.sweep import sweep
+
+    (tmp_path / "bad_fit_mod.py").write_text(
+        "class NaNFit:\n"
+        "    def fit(self, task, demos, seed):\n"
+        "        raise ValueError('theta must be finite')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ValueError, match=r"^bad_fit_mod:NaNFit on two-branch H=3 seed=0: theta must be finite$"):
+        sweep("two-branch", [3], ["bad_fit_mod:NaNFit"], seeds=1, n_samples=20, eval_samples=100, progress=False)

@@ -475,7 +475,10 @@ def run_cell(cell: Cell, algorithm=None) -> dict:
     task = cell.make_task()
     alg = get_algorithm(algorithm if algorithm is not None else cell.algorithm)
     demos = generate(task, cell.n_samples, seed=cell.seed)
-    policy = alg.fit(task, demos, cell.seed)
+    try:
+        policy = alg.fit(task, demos, cell.seed)
+    except ValueError as exc:  # bad input found inside the fit: say which cell it was (still one line)
+        raise ValueError(f"{cell.algorithm} on {cell.task} H={cell.horizon} seed={cell.seed}: {exc}") from None
     if not callable(getattr(policy, "sequence_log_prob", None)):
         raise TypeError(f"algorithm {cell.algorithm!r} returned {type(policy).__name__}, which has no sequence_log_prob()")
     try:  # a policy whose outputs are not a probability law fails its cell, nothing is recorded
