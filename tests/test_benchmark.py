@@ -292,3 +292,13 @@ def test_the_bagged_bc_example_is_in_the_class_and_runs_on_the_benchmark(tmp_pat
     i = np.random.default_rng(3).integers(0, 50, 50)
     ref = BC().fit(task, Demonstrations(demos.contexts[i], demos.sequences[i]), 3)
     np.testing.assert_allclose(one.theta, ref.theta)
+
+
+def test_a_cells_key_before_it_runs_is_its_records_key():
+    from ar_agents.evaluation.sweep import Cell, cell_key, run_cell
+
+    for cell in (Cell("rare-token", (("delta", 0.05),), 1, "bc", 1, 50, 100),
+                 Cell("rare-token", (("delta", 0.05),), 1, "bc", 0, 50, 100, suite="tiny-v1", best_in_class=False)):
+        rec = run_cell(cell)
+        assert cell.key() == cell_key(rec)
+    assert Cell("rare-token", (), 1, "bc", 0, 50, 100).key() != Cell("rare-token", (), 1, "bc", 0, 50, 100, suite="s").key()

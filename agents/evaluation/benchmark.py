@@ -338,7 +338,7 @@ def build_for_task(spec: str, task: SuiteTask, args: dict | None = None):
     takes_policy = task.policy is not None and isinstance(cls, type) and (accepted is None or "policy" in accepted)
     if not isinstance(cls, type):
         return spec
-    with contextlib.redirect_stderr(open(os.devnull, "w")):  # the "does not apply" notes are for the CLI
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):  # the "does not apply" notes are for the CLI
         built = build_algorithms([spec], task.policy if takes_policy else None,
                                  task.policy_args if takes_policy else None, kwargs)
     return built[0]
@@ -484,7 +484,7 @@ def run_benchmark(suite: Suite | str = DEFAULT_SUITE, algorithms=None, *, tasks=
             done.setdefault(cell_key(rec), rec)
         todo, records, seen = [], [], set()
         for cell, alg in jobs:
-            key = cell_key(_cell_fields(cell))
+            key = cell.key()
             if key in seen:
                 continue
             seen.add(key)
@@ -504,21 +504,6 @@ def _version() -> str:
     import ar_envs
 
     return ar_envs.__version__
-
-
-def _cell_fields(cell) -> dict:
-    """The fields of ``cell_key`` for a cell not yet run (as its record will have them)."""
-    from ar_agents.evaluation.sweep import _jsonable
-    from ar_envs.tasks import get_task_class
-
-    cls = get_task_class(cell.task)
-    full = _jsonable(cell.make_task().task_args())
-    rec = {"task": cell.task, "task_args": full, "task_kwargs": _jsonable(dict(cell.task_args)),
-           "sweep_arg": {cls.horizon_arg: cell.horizon}, "algorithm": cell.algorithm, "seed": cell.seed,
-           "n_samples": cell.n_samples, "eval_samples": cell.eval_samples, "suite": cell.suite}
-    if not cell.best_in_class:
-        rec["best_in_class_skipped"] = True
-    return rec
 
 
 # --------------------------------------------------------------------------------------------

@@ -278,6 +278,18 @@ class Cell:
         """The constructor arguments of this cell's task: as given, plus the swept one."""
         return {**dict(self.task_args), get_task_class(self.task).horizon_arg: self.horizon}
 
+    def key(self, full_args: dict | None = None) -> str:
+        """:func:`cell_key` of the record this cell writes, before it runs (``full_args``: its
+        task's ``task_args()``, computed here when not given)."""
+        if full_args is None:
+            full_args = _jsonable(self.make_task().task_args())
+        fields = {"task": self.task, "task_args": full_args, "task_kwargs": _jsonable(dict(self.task_args)),
+                  "sweep_arg": {get_task_class(self.task).horizon_arg: self.horizon}, "algorithm": self.algorithm,
+                  "seed": self.seed, "n_samples": self.n_samples, "eval_samples": self.eval_samples, "suite": self.suite}
+        if not self.best_in_class:
+            fields["best_in_class_skipped"] = True
+        return cell_key(fields)
+
 
 def cell_key(record: dict, seed: bool = True) -> str:
     """The identity of a cell: everything that changes its numbers. ``record`` is a results
@@ -748,21 +760,20 @@ def _run(task_cls, task_name, task_args, horizons, alg_objs, seeds, n_samples, e
     if results is not None:
         for rec in results.records():
             done.setdefault(cell_key(rec), rec)
-    given = _jsonable(task_args)
     cells, records, seen = [], [], set()
     for h in horizons:
         full_args = _jsonable(task_cls(**{harg: h}, **task_args).task_args())
         for label in alg_objs:
             for seed in range(seeds):
-                key = cell_key({"task": task_name, "task_args": full_args, "task_kwargs": given, "sweep_arg": {harg: h},
-                                "algorithm": label, "seed": seed, "n_samples": n_samples, "eval_samples": eval_samples})
+                cell = Cell(task_name, tuple(sorted(task_args.items())), h, label, seed, n_samples, eval_samples)
+                key = cell.key(full_args)
                 if key in seen:  # e.g. --horizons 2,2: one cell, one record
                     continue
                 seen.add(key)
                 if key in done:
                     records.append(done[key])
                 else:
-                    cells.append(Cell(task_name, tuple(sorted(task_args.items())), h, label, seed, n_samples, eval_samples))
+                    cells.append(cell)
     if progress is True and records:
         print(f"resuming: {len(records)} cells already in {results.path}, {len(cells)} to run", file=sys.stderr)
     records += run_cells([(c, alg_objs[c.algorithm]) for c in cells], results, workers=workers, threads=threads,
