@@ -285,15 +285,10 @@ def cmd_benchmark(args) -> int:
     if args.reference:
         ref = bm.run_benchmark(suite, None, out=out, **run)
     else:
-        ref = bm.reference_records(suite, args.reference_results)
-        if args.reference_results is not None and not ref:  # a file given by name must hold what it is for
-            if not os.path.exists(args.reference_results):
-                raise ValueError(f"--reference-results {args.reference_results}: no such file")
-            from ar_agents.evaluation.sweep import ResultsFile
-
-            held = sorted({str(r.get("suite")) for r in ResultsFile(args.reference_results).records()})
-            raise ValueError(f"--reference-results {args.reference_results} holds no records of suite {suite.name} "
-                             f"(it holds {'those of suite(s) ' + ', '.join(held) if held else 'no records'})")
+        try:  # a file given by name must hold what it is for
+            ref = bm.reference_records(suite, args.reference_results)
+        except ValueError as exc:
+            raise ValueError(f"--reference-results {exc}") from None
         if not ref:
             where = args.reference_results or bm.reference_path(suite)
             print(f"note: no reference results of {suite.name} in {where}; "

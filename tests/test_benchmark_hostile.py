@@ -228,3 +228,13 @@ def test_a_value_error_inside_a_users_fit_names_the_cell(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(ValueError, match=r"^bad_fit_mod:NaNFit on two-branch H=3 seed=0: theta must be finite$"):
         sweep("two-branch", [3], ["bad_fit_mod:NaNFit"], seeds=1, n_samples=20, eval_samples=100, progress=False)
+
+
+def test_reference_records_from_python_refuse_a_named_file_that_is_missing_or_of_another_suite(tmp_path):
+    suite, ref = run_reference(tmp_path)
+    with pytest.raises(ValueError, match="no such file"):
+        bm.reference_records(bm.load_suite(suite), tmp_path / "typo.jsonl")
+    other = bm.load_suite(write_suite(tmp_path, dict(TINY, name="other-v1"), "other.json"))
+    with pytest.raises(ValueError, match="holds no records of suite other-v1 .*hostile-v1"):
+        bm.reference_records(other, ref)
+    assert bm.reference_records(other) == []  # no shipped file for this suite: nothing, no error

@@ -903,11 +903,22 @@ def reference_path(suite: Suite) -> Path:
 
 
 def reference_records(suite: Suite, path: str | os.PathLike | None = None) -> list[dict]:
-    """The reference results of ``suite`` (the shipped file, or ``path``): records of this suite
-    only (a file of another suite's records contributes nothing)."""
+    """The reference results of ``suite``: the records of this suite in the shipped file (none
+    when the suite ships without one), or in ``path``, a file named for the purpose, which must
+    exist and hold records of this suite (else a one-line ``ValueError`` saying which suites it
+    holds)."""
     from ar_agents.evaluation.sweep import ResultsFile
 
+    named = path is not None
     path = reference_path(suite) if path is None else Path(path)
     if not os.path.exists(path):
+        if named:
+            raise ValueError(f"{path}: no such file")
         return []
-    return [r for r in ResultsFile(path).records() if r.get("suite") == suite.name]
+    records = ResultsFile(path).records()
+    mine = [r for r in records if r.get("suite") == suite.name]
+    if named and not mine:
+        held = sorted({str(r.get("suite")) for r in records})
+        raise ValueError(f"{path} holds no records of suite {suite.name} "
+                         f"(it holds {'those of suite(s) ' + ', '.join(held) if held else 'no records'})")
+    return mine
